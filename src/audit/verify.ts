@@ -1,0 +1,78 @@
+import { chainVersion, genesisHash, hashRecord, type AuditRecord } from "./chain.js";
+
+export type ChainFault = "edited" | "missing" | "reordered" | "unknown_version";
+
+/** The verdict on a chain: `ok` with its head, or the first bad sequence number and why. */
+export type ChainVerdict =
+  | { ok: true; events: number; head: { seq: number; hash: string } | null }
+  | { ok: false; events: number; seq: number; fault: ChainFault; reason: string };
+
+/**
+ * Checks a chain given in storage order (ascending `seq` for a database, line order for an export).
+ * Each event must carry the next sequence number, name the previous event's hash, and hash to its
+ * stored hash. An event that names the hash of some other event of the chain was moved; one that
+ * names no event of the chain, or does not hash to its stored hash, was edited; a gap in the numbers
+ * means events are missing.
+ */
+export function verifyChain(records: readonly AuditRecord[]): ChainVerdict {
+  const seqByHash = new Map<string, number>();
+  for (const record of records) seqByHash.set(record.hash, record.seq);
+
+  let expectedSeq = 1;
+  let previousHash = genesisHash;
+  for (const record of records) {
+    const events = records.length;
+    if (record.chain_version !== chainVersion) {
+      return fail(
+        events,
+        record.seq,
+        "unknown_version",
+        `chain_version ${record.chain_version} is not supported`,
+      );
+    }
+    if (record.seq > expectedSeq) {
+      return fail(events, expectedSeq, "missing", `events ${expectedSeq} to ${record.seq - 1} are missing`);
+    }
+    if (record.seq < expectedSeq) {
+      return fail(
+        events,
+        record.seq,
+        "reordered",
+        `event ${record.seq} appears after event ${expectedSeq - 1}`,
+      );
+    }
+    if (record.prev_hash !== previousHash) {
+      const predecessor = seqByHash.get(record.prev_hash);
+      if (predecessor !== undefined || record.prev_hash === genesisHash) {
+        const after = predecessor ?? 0;
+        return fail(events, record.seq, "reordered", `event ${record.seq} belongs after event ${after}`);
+      }
+      // The event before this one no longer hashes to what this one recorded: it was rewritten and
+      // rehashed.
+      const edited = record.seq - 1;
+      return fail(
+        events,
+        edited,
+        "edited",
+        `event ${edited} was rewritten after event ${record.seq} chained to it`,
+      );
+    }
+    const { hash, ...unhashed } = record;
+    if (hashRecord(unhashed) !== hash) {
+      return fail(events, record.seq, "edited", `event ${record.seq} does not match its hash`);
+    }
+    previousHash = hash;
+    expectedSeq++;
+  }
+
+  const last = records.at(-1);
+  return {
+    ok: true,
+    events: records.length,
+    head: last === undefined ? null : { seq: last.seq, hash: last.hash },
+  };
+}
+
+function fail(events: number, seq: number, fault: ChainFault, reason: string): ChainVerdict {
+  return { ok: false, events, seq, fault, reason };
+}

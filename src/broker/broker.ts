@@ -1,0 +1,108 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { createJwksSource, type JwksSource } from "../attestation/federation.js";
+import { AuditLog } from "../audit/log.js";
+import { systemClock, type Clock } from "../clock.js";
+import { loadConfig, type WritConfig } from "../config/config.js";
+import { dpopNonceLifetimeSeconds, sweepIntervalMs } from "../config/defaults.js";
+import { normalisePublicUrl } from "../config/public-url.js";
+import { DpopNonces } from "../dpop/nonces.js";
+import { StoreReplayCache } from "../dpop/replay-cache.js";
+import { silentLogger } from "../log/logger.js";
+import { RevocationFeed } from "../revocation/feed.js";
+import { expireDueTasks } from "../revocation/revoke.js";
+import { Store, type StoreLocation } from "../store/store.js";
+import { WriteQueue } from "../store/write-queue.js";
+import { SigningKeyRing } from "../tokens/signing-keys.js";
+import type { BrokerContext } from "./context.js";
+
+export const storeFileName = "writ.db";
+
+export interface OpenOptions {
+  dataDir: string;
+  config?: WritConfig;
+  clock?: Clock;
+  log?: Logger;
+  jwks?: JwksSource;
+}
+
+/** A running broker: its context and the timers that expire tasks and follow peers' revocations. */
+export interface Broker {
+  context: BrokerContext;
+  /** Starts the sweeper; a broker opened only for one CLI command does not need it. */
+  startTimers(): void;
+  close(): Promise<void>;
+}
+
+/** Returns where a data directory's store lives according to its configuration. */
+export function storeLocation(dataDir: string, config: WritConfig): StoreLocation {
+  if (config.store.kind === "sqlite") return { kind: "sqlite", file: join(dataDir, storeFileName) };
+  const url = process.env[config.store.url_env];
+  if (url === undefined || url === "") {
+    throw new Error(`store connection string missing: set the environment variable ${config.store.url_env}`);
+  }
+  return { kind: "postgres", url };
+}
+
+/** Opens the broker on a data directory: configuration, store, keys, audit log and revocation feed. */
+export async function openBroker(options: OpenOptions): Promise<Broker> {
+  const config = options.config ?? (await loadConfig(options.dataDir));
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? silentLogger();
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const store = await Store.open(storeLocation(options.dataDir, config));
+  const queue = new WriteQueue(store);
+  const keys = new SigningKeyRing(
+    store,
+    clock,
+    Math.max(config.access_token_ttl_seconds, config.admin_token_ttl_seconds),
+  );
+  await keys.load(config.signing_alg);
+  const feed = new RevocationFeed(store, queue, clock, log);
+  await feed.start();
+
+  const context: BrokerContext = {
+    config,
+    issuer: normalisePublicUrl(config.public_url),
+    store,
+    queue,
+    clock,
+    log,
+    keys,
+    audit: new AuditLog(store, queue, clock, log),
+    replay: new StoreReplayCache(store, queue, clock),
+    nonces: new DpopNonces(clock, dpopNonceLifetimeSeconds),
+    feed,
+    jwks: options.jwks ?? createJwksSource(),
+  };
+
+  let timer: NodeJS.Timeout | undefined;
+  let sweeping = false;
+  const sweep = async (): Promise<void> => {
+    if (sweeping) return;
+    sweeping = true;
+    try {
+      await expireDueTasks(context);
+      await feed.poll();
+      await context.replay.purge();
+    } catch (error) {
+      log.error({ err: error }, "sweep failed; retrying at the next interval");
+    } finally {
+      sweeping = false;
+    }
+  };
+
+  return {
+    context,
+    startTimers() {
+      timer ??= setInterval(() => void sweep(), sweepIntervalMs);
+      timer.unref();
+    },
+    async close() {
+      if (timer !== undefined) clearInterval(timer);
+      await queue.drain();
+      await store.close();
+    },
+  };
+}

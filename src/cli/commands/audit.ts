@@ -1,0 +1,82 @@
+import type { Command } from "commander";
+import type { AuditRecord } from "../../audit/chain.js";
+import { readAuditEvents } from "../../audit/read.js";
+import { verifyChain } from "../../audit/verify.js";
+import { storeLocation } from "../../broker/broker.js";
+import { loadConfig } from "../../config/config.js";
+import { Store } from "../../store/store.js";
+import { emit, printable, table } from "../output.js";
+import { fail, run } from "../run.js";
+import { dataDirectory, type GlobalOptions } from "../target.js";
+
+/** Registers `writ audit list` and `writ audit verify`. */
+export function registerAuditCommands(program: Command): void {
+  const audit = program.command("audit").description("read and verify the audit log");
+
+  audit
+    .command("list")
+    .description("list audit events in order")
+    .option("--after <seq>", "only events after this sequence number", "0")
+    .option("--limit <n>", "at most this many events (up to 1000)", "100")
+    .option("--task <id>", "only this task's events")
+    .action((flags: { after: string; limit: string; task?: string }) =>
+      run(program, async (target, options) => {
+        const query = new URLSearchParams({ after: flags.after, limit: flags.limit });
+        if (flags.task !== undefined) query.set("task", flags.task);
+        const { events } = await target.client.call<{ events: AuditRecord[] }>(
+          "GET",
+          `/v1/audit?${query.toString()}`,
+        );
+        emit(options, { events }, () =>
+          table(
+            ["SEQ", "TIME", "KIND", "ACTOR", "TASK", "DETAIL"],
+            events.map((e) => [
+              e.seq,
+              new Date(e.time).toISOString(),
+              e.kind,
+              e.actor,
+              e.task_id ?? "",
+              summarise(e.data),
+            ]),
+          ),
+        );
+      }),
+    );
+
+  audit
+    .command("verify")
+    .description("check the hash chain; exits 1 at the first edited, missing or reordered event")
+    .option(
+      "--db <file>",
+      "verify this SQLite file (a copy of writ.db) instead of the data directory's store",
+    )
+    .action(async (flags: { db?: string }) => {
+      const options = program.opts<GlobalOptions>();
+      let store: Store | undefined;
+      try {
+        const location =
+          flags.db === undefined
+            ? storeLocation(dataDirectory(options), await loadConfig(dataDirectory(options)))
+            : ({ kind: "sqlite", file: flags.db } as const);
+        store = await Store.open(location);
+        const verdict = verifyChain(await readAuditEvents(store));
+        emit(options, verdict, () =>
+          verdict.ok
+            ? [
+                `audit chain verified: ${verdict.events} events, head ${verdict.head?.seq ?? 0} ${verdict.head?.hash ?? ""}`,
+              ]
+            : [`audit chain broken at event ${verdict.seq}: ${verdict.fault}: ${verdict.reason}`],
+        );
+        if (!verdict.ok) process.exitCode = 1;
+      } catch (error) {
+        fail(options, error);
+      } finally {
+        await store?.close();
+      }
+    });
+}
+
+function summarise(data: Record<string, unknown>): string {
+  const text = printable(JSON.stringify(data));
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}

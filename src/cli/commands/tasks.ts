@@ -1,0 +1,235 @@
+import type { Command } from "commander";
+import type { RevocationResult } from "../../revocation/revoke.js";
+import type { Task } from "../../tasks/tasks.js";
+import type { Tool } from "../../tools/registry.js";
+import { collect, emit, parseDuration, printable, table } from "../output.js";
+import { run } from "../run.js";
+
+/** Registers `writ tool …`, `writ task …`, `writ revoke` and `writ keys rotate`. */
+export function registerTaskCommands(program: Command): void {
+  const tool = program.command("tool").description("register and inspect tools");
+
+  tool
+    .command("add <name>")
+    .description("register a tool and its named actions")
+    .requiredOption("--kind <kind>", "http or mcp")
+    .requiredOption("--env <environment>", "the tool's environment")
+    .option(
+      "--action <name=spec>",
+      "an action: NAME='METHOD /path/pattern' for http, NAME or NAME=MCP-NAME for mcp",
+      collect,
+      [],
+    )
+    .option("--risk <action=level>", "an action's risk level: low (default), medium or high", collect, [])
+    .action((name: string, flags: { kind: string; env: string; action: string[]; risk: string[] }) =>
+      run(program, async (target, options) => {
+        const risks = new Map(flags.risk.map((entry) => entry.split("=", 2) as [string, string]));
+        const actions = flags.action.map((entry) => {
+          const separator = entry.indexOf("=");
+          const actionName = separator === -1 ? entry : entry.slice(0, separator);
+          const spec = separator === -1 ? undefined : entry.slice(separator + 1);
+          const risk = risks.get(actionName);
+          return {
+            name: actionName,
+            ...(spec === undefined ? {} : { spec }),
+            ...(risk === undefined ? {} : { risk }),
+          };
+        });
+        for (const risky of risks.keys()) {
+          if (!actions.some((action) => action.name === risky))
+            throw new Error(`--risk names unknown action "${risky}"`);
+        }
+        const created = await target.client.call<Tool>("POST", "/v1/tools", {
+          name,
+          kind: flags.kind,
+          environment: flags.env,
+          actions,
+        });
+        emit(options, created, () => [`tool ${created.name} added: resource ${created.resource_uri}`]);
+      }),
+    );
+
+  tool
+    .command("list")
+    .description("list tools")
+    .action(() =>
+      run(program, async (target, options) => {
+        const { tools } = await target.client.call<{ tools: Tool[] }>("GET", "/v1/tools");
+        emit(options, { tools }, () =>
+          table(
+            ["NAME", "KIND", "ENV", "ACTIONS", "RESOURCE"],
+            tools.map((t) => [
+              t.name,
+              t.kind,
+              t.environment,
+              t.actions.map((a) => a.name).join(","),
+              t.resource_uri,
+            ]),
+          ),
+        );
+      }),
+    );
+
+  tool
+    .command("show <name>")
+    .description("show one tool and its actions")
+    .action((name: string) =>
+      run(program, async (target, options) => {
+        const shown = await target.client.call<Tool>("GET", `/v1/tools/${encodeURIComponent(name)}`);
+        emit(options, shown, () => [
+          `name      ${shown.name}`,
+          `kind      ${shown.kind}`,
+          `env       ${shown.environment}`,
+          `resource  ${shown.resource_uri}`,
+          ...table(
+            ["ACTION", "SPEC", "RISK"],
+            shown.actions.map((a) => [a.name, a.spec, a.risk]),
+          ),
+        ]);
+      }),
+    );
+
+  const task = program.command("task").description("start, end and inspect tasks");
+
+  task
+    .command("start")
+    .description("start a task for an agent")
+    .requiredOption("--agent <name>", "the agent that runs the task")
+    .option("--tool <tool:action>", "a tool action the task may use; repeat for each", collect, [])
+    .requiredOption("--intent <text>", "what the task is for, in words")
+    .requiredOption("--env <environment>", "the task's environment")
+    .option("--ttl <duration>", "time to live, such as 30m or 2h", "1h")
+    .option("--schedule <name>", "record a schedule as the initiator instead of yourself")
+    .action(
+      (flags: {
+        agent: string;
+        tool: string[];
+        intent: string;
+        env: string;
+        ttl: string;
+        schedule?: string;
+      }) =>
+        run(program, async (target, options) => {
+          const started = await target.client.call<Task>("POST", "/v1/tasks", {
+            agent: flags.agent,
+            actions: flags.tool,
+            intent: flags.intent,
+            environment: flags.env,
+            ttl_seconds: parseDuration(flags.ttl),
+            ...(flags.schedule === undefined ? {} : { schedule: flags.schedule }),
+          });
+          emit(options, started, () => [
+            `task ${started.id} started for agent ${started.agent_name}`,
+            `deadline ${new Date(started.deadline_s * 1000).toISOString()}`,
+          ]);
+        }),
+    );
+
+  task
+    .command("end <id>")
+    .description("end a task: its tokens stop working at once")
+    .action((id: string) =>
+      run(program, async (target, options) => {
+        const result = await target.client.call<RevocationResult>(
+          "POST",
+          `/v1/tasks/${encodeURIComponent(id)}/end`,
+        );
+        emit(options, result, () => describeRevocation(result));
+      }),
+    );
+
+  task
+    .command("list")
+    .description("list tasks, newest first")
+    .option("--agent <name>", "only this agent's tasks")
+    .option("--status <status>", "only tasks in this status: active, completed, expired or revoked")
+    .action((flags: { agent?: string; status?: string }) =>
+      run(program, async (target, options) => {
+        const query = new URLSearchParams();
+        if (flags.agent !== undefined) query.set("agent", flags.agent);
+        if (flags.status !== undefined) query.set("status", flags.status);
+        const { tasks } = await target.client.call<{ tasks: Task[] }>("GET", `/v1/tasks?${query.toString()}`);
+        emit(options, { tasks }, () =>
+          table(
+            ["ID", "AGENT", "STATUS", "ENV", "DEADLINE", "INTENT"],
+            tasks.map((t) => [
+              t.id,
+              t.agent_name,
+              t.status,
+              t.environment,
+              new Date(t.deadline_s * 1000).toISOString(),
+              t.intent,
+            ]),
+          ),
+        );
+      }),
+    );
+
+  task
+    .command("show <id>")
+    .description("show one task")
+    .action((id: string) =>
+      run(program, async (target, options) => {
+        const shown = await target.client.call<Task>("GET", `/v1/tasks/${encodeURIComponent(id)}`);
+        emit(options, shown, () => [
+          `id         ${shown.id}`,
+          `agent      ${shown.agent_name}`,
+          `status     ${shown.status}${shown.end_reason === null ? "" : ` (${printable(shown.end_reason)})`}`,
+          `initiator  ${printable(shown.initiator)}`,
+          `intent     ${printable(shown.intent)}`,
+          `env        ${shown.environment}`,
+          `actions    ${shown.actions.join(", ")}`,
+          `deadline   ${new Date(shown.deadline_s * 1000).toISOString()}`,
+        ]);
+      }),
+    );
+
+  program
+    .command("revoke")
+    .description("revoke an agent (and disable it), a task, or one token; every other agent keeps working")
+    .option("--agent <name>", "revoke every active task and token of this agent and disable it")
+    .option("--task <id>", "revoke this task and its tokens")
+    .option("--token <jti>", "revoke this one token")
+    .action((flags: { agent?: string; task?: string; token?: string }) =>
+      run(program, async (target, options) => {
+        const given = [flags.agent, flags.task, flags.token].filter((value) => value !== undefined);
+        if (given.length !== 1) throw new Error("give exactly one of --agent, --task or --token");
+        const result = await target.client.call<RevocationResult>("POST", "/v1/revoke", {
+          ...(flags.agent === undefined ? {} : { agent: flags.agent }),
+          ...(flags.task === undefined ? {} : { task: flags.task }),
+          ...(flags.token === undefined ? {} : { token: flags.token }),
+        });
+        emit(options, result, () => [
+          ...(flags.agent === undefined ? [] : [`agent ${flags.agent} disabled`]),
+          ...describeRevocation(result),
+        ]);
+      }),
+    );
+
+  program
+    .command("keys")
+    .description("manage the token signing keys")
+    .command("rotate")
+    .description("create a new signing key; the old one keeps verifying until its tokens expire")
+    .action(() =>
+      run(program, async (target, options) => {
+        const rotated = await target.client.call<{ kid: string; retired: string[] }>(
+          "POST",
+          "/v1/keys/rotate",
+        );
+        emit(options, rotated, () => [
+          `new signing key ${rotated.kid}`,
+          ...rotated.retired.map((kid) => `retired ${kid}`),
+        ]);
+      }),
+    );
+}
+
+function describeRevocation(result: RevocationResult): string[] {
+  return [
+    `revoked ${result.task_ids.length} task(s), ${result.jtis.length} token(s)` +
+      (result.seq === null ? "" : ` (revocation ${result.seq})`),
+    ...result.task_ids.map((id) => `  task ${id}`),
+    ...result.jtis.map((jti) => `  token ${jti}`),
+  ];
+}

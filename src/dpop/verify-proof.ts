@@ -1,0 +1,151 @@
+import { createHash } from "node:crypto";
+import {
+  calculateJwkThumbprint,
+  decodeProtectedHeader,
+  EmbeddedJWK,
+  jwtVerify,
+  type JWK,
+  type JWTPayload,
+} from "jose";
+import { epochSeconds, type Clock } from "../clock.js";
+import { WritError } from "../errors/writ-error.js";
+import type { DpopNonces } from "./nonces.js";
+import type { ReplayCache } from "./replay-cache.js";
+
+/** JWS algorithms accepted in DPoP proofs: asymmetric only. */
+export const dpopAlgorithms = ["Ed25519", "EdDSA", "ES256", "ES384", "PS256", "RS256"];
+
+/** Members that only a private or symmetric JWK has. */
+const privateJwkMembers = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+export interface DpopPolicy {
+  maxAgeSeconds: number;
+  maxFutureSeconds: number;
+  clockSkewSeconds: number;
+  /** When set, every proof must carry one of this source's current nonces. */
+  nonces?: DpopNonces;
+}
+
+export interface DpopRequest {
+  /** Every value of the `DPoP` header field as received; exactly one is accepted. */
+  proofs: string[];
+  /** The HTTP method of the request. */
+  method: string;
+  /** The URL the proof must name in `htu`, built from the configured public URL, never from `Host`. */
+  url: string;
+  /** The access token presented with the proof, whose hash `ath` must carry. */
+  accessToken?: string;
+}
+
+export interface VerifiedProof {
+  /** The RFC 7638 thumbprint of the proof's key, which `cnf.jkt` binds tokens to. */
+  jkt: string;
+  jwk: JWK;
+  payload: JWTPayload;
+}
+
+/**
+ * Verifies a DPoP proof as RFC 9449 section 4.3 prescribes: one header, `typ` `dpop+jwt`, an asymmetric
+ * `alg`, a public `jwk` that verifies the signature, `htm` and `htu` matching the request, `iat`
+ * within the window, the nonce when one is required, `ath` when a token is presented, and a `jti` not
+ * seen before.
+ */
+export async function verifyDpopProof(
+  request: DpopRequest,
+  policy: DpopPolicy,
+  dependencies: { clock: Clock; replay: ReplayCache },
+): Promise<VerifiedProof> {
+  if (request.proofs.length === 0) throw proofError("missing DPoP proof", "no DPoP header");
+  if (request.proofs.length > 1)
+    throw proofError("more than one DPoP header", `${request.proofs.length} DPoP headers`);
+  const proof = request.proofs[0] as string;
+
+  let header;
+  try {
+    header = decodeProtectedHeader(proof);
+  } catch (error) {
+    throw proofError("malformed DPoP proof", "protected header cannot be decoded", error);
+  }
+  if (header.typ !== "dpop+jwt")
+    throw proofError("DPoP proof typ must be dpop+jwt", `typ ${String(header.typ)}`);
+  if (typeof header.alg !== "string" || !dpopAlgorithms.includes(header.alg)) {
+    throw proofError("DPoP proof alg is not allowed", `alg ${String(header.alg)}`);
+  }
+  const jwk = header.jwk;
+  if (typeof jwk !== "object" || jwk === null) throw proofError("DPoP proof has no jwk", "no jwk header");
+  if (privateJwkMembers.some((member) => member in jwk)) {
+    throw proofError("DPoP proof jwk must be a public key", "jwk carries private or symmetric key material");
+  }
+
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(proof, EmbeddedJWK, {
+      typ: "dpop+jwt",
+      algorithms: dpopAlgorithms,
+      currentDate: new Date(dependencies.clock.nowMs()),
+      clockTolerance: policy.clockSkewSeconds,
+    }));
+  } catch (error) {
+    throw proofError("DPoP proof signature or claims are invalid", (error as Error).message, error);
+  }
+
+  if (payload.htm !== request.method) {
+    throw proofError("DPoP proof htm does not match the request method", `htm ${String(payload.htm)}`);
+  }
+  if (
+    typeof payload.htu !== "string" ||
+    stripQueryAndFragment(payload.htu) !== stripQueryAndFragment(request.url)
+  ) {
+    throw proofError(
+      "DPoP proof htu does not match the request URL",
+      `htu ${String(payload.htu)}, expected ${request.url}`,
+    );
+  }
+
+  const now = epochSeconds(dependencies.clock);
+  const iat = payload.iat;
+  if (typeof iat !== "number" || !Number.isFinite(iat))
+    throw proofError("DPoP proof has no iat", "iat missing");
+  if (iat > now + policy.maxFutureSeconds)
+    throw proofError("DPoP proof iat is in the future", `iat ${iat}, now ${now}`);
+  if (iat < now - policy.maxAgeSeconds - policy.clockSkewSeconds) {
+    throw proofError("DPoP proof is too old", `iat ${iat}, now ${now}`);
+  }
+  if (typeof payload.jti !== "string" || payload.jti.length === 0 || payload.jti.length > 256) {
+    throw proofError("DPoP proof jti is missing or invalid", "jti missing or longer than 256 characters");
+  }
+
+  if (policy.nonces !== undefined && !policy.nonces.accepts(payload.nonce)) {
+    throw new WritError("use_dpop_nonce", "DPoP proof must carry the server nonce", {
+      detail: payload.nonce === undefined ? "nonce missing" : "nonce unknown or expired",
+    });
+  }
+
+  if (request.accessToken !== undefined) {
+    const expected = createHash("sha256").update(request.accessToken).digest("base64url");
+    if (payload.ath !== expected)
+      throw proofError("DPoP proof ath does not match the access token", "ath mismatch");
+  }
+
+  const jkt = await calculateJwkThumbprint(jwk as JWK, "sha256");
+  // The identifier is kept until the proof could no longer pass the iat check, plus the skew.
+  const keepUntil =
+    Math.max(iat, now) + policy.maxAgeSeconds + policy.maxFutureSeconds + policy.clockSkewSeconds;
+  if (!(await dependencies.replay.remember(`dpop:${jkt}`, payload.jti, keepUntil))) {
+    throw proofError("DPoP proof was already used", `jti ${payload.jti} replayed`);
+  }
+  return { jkt, jwk: jwk as JWK, payload };
+}
+
+function stripQueryAndFragment(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.origin}${parsed.pathname}`;
+  } catch {
+    return url;
+  }
+}
+
+function proofError(description: string, detail: string, cause?: unknown): WritError {
+  return new WritError("invalid_dpop_proof", description, { detail, cause });
+}

@@ -1,0 +1,346 @@
+import type { BrokerContext } from "../broker/context.js";
+import { adminApiResource } from "../broker/context.js";
+import { authenticateClient } from "../attestation/client-assertion.js";
+import { verifyPlatformJwt } from "../attestation/federation.js";
+import { epochSeconds } from "../clock.js";
+import { verifyDpopProof, type VerifiedProof } from "../dpop/verify-proof.js";
+import { WritError, isWritError } from "../errors/writ-error.js";
+import { getAgentBySpiffeId, type Agent } from "../identity/agents.js";
+import { listBindings } from "../identity/bindings.js";
+import { logFields } from "../log/fields.js";
+import { isTaskLive, getTask } from "../tasks/tasks.js";
+import { mintAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
+import { parseAgentTaskRequest, type AgentTaskGrant } from "../tokens/authorization-details.js";
+import { getToolByResource } from "../tools/registry.js";
+import { describeClient, findClientKey } from "./clients.js";
+import { single, type FormParams } from "./params.js";
+
+export const clientCredentialsGrant = "client_credentials";
+export const jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+export interface TokenRequest {
+  params: FormParams;
+  /** Every value of the `DPoP` header. */
+  proofs: string[];
+  requestId: string;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: "DPoP";
+  expires_in: number;
+  authorization_details?: AgentTaskGrant[];
+}
+
+/** Who asked, as far as it is known when a request is refused. */
+interface Attribution {
+  clientId?: string;
+  taskId?: string;
+}
+
+/**
+ * Handles `POST /oauth/token`. Every issuance is durable in the audit log before the token is
+ * returned; every refusal is audited with its precise reason and rethrown for the wire.
+ */
+export async function handleTokenRequest(
+  context: BrokerContext,
+  request: TokenRequest,
+): Promise<TokenResponse> {
+  const attribution: Attribution = {};
+  try {
+    return await issue(context, request, attribution);
+  } catch (error) {
+    const refusal = isWritError(error)
+      ? error
+      : new WritError("server_error", "token request failed", { cause: error });
+    await auditRefusal(context, request, attribution, refusal);
+    throw refusal;
+  }
+}
+
+async function issue(
+  context: BrokerContext,
+  request: TokenRequest,
+  attribution: Attribution,
+): Promise<TokenResponse> {
+  const grantType = single(request.params, "grant_type");
+  if (grantType === undefined) throw new WritError("invalid_request", 'parameter "grant_type" is missing');
+  if (grantType !== clientCredentialsGrant && grantType !== jwtBearerGrant) {
+    throw new WritError("unsupported_grant_type", `grant type "${grantType}" is not supported`);
+  }
+
+  // The proof is checked first: a client told to retry with a nonce must not have spent its assertion.
+  const proof = await verifyDpopProof(
+    { proofs: request.proofs, method: "POST", url: `${context.issuer}/oauth/token` },
+    {
+      maxAgeSeconds: context.config.dpop_proof_max_age_seconds,
+      maxFutureSeconds: context.config.dpop_proof_max_future_seconds,
+      clockSkewSeconds: context.config.clock_skew_seconds,
+      ...(context.config.dpop_nonce_required ? { nonces: context.nonces } : {}),
+    },
+    { clock: context.clock, replay: context.replay },
+  );
+
+  if (grantType === jwtBearerGrant) {
+    const agent = await attestFederated(context, request.params, attribution);
+    return issueAgentToken(context, request, attribution, agent, proof);
+  }
+
+  attribution.clientId = single(request.params, "client_id");
+  const { clientId } = await authenticateClient(
+    {
+      clientAssertion: single(request.params, "client_assertion"),
+      clientAssertionType: single(request.params, "client_assertion_type"),
+      clientId: single(request.params, "client_id"),
+    },
+    {
+      issuer: context.issuer,
+      maxLifetimeSeconds: context.config.client_assertion_max_lifetime_seconds,
+      clockSkewSeconds: context.config.clock_skew_seconds,
+    },
+    { clock: context.clock, replay: context.replay, findClient: (id) => findClientKey(context, id) },
+  );
+  attribution.clientId = clientId;
+
+  const client = await describeClient(context, clientId);
+  if (client?.kind === "agent") {
+    const agent = await getAgentBySpiffeId(context, clientId);
+    if (agent === undefined || agent.status !== "active") {
+      throw new WritError("invalid_client", "client authentication failed", { detail: "agent disabled" });
+    }
+    return issueAgentToken(context, request, attribution, agent, proof);
+  }
+  if (client?.kind === "human") return issuePersonToken(context, request, clientId, client.roles, proof);
+  throw new WritError("invalid_client", "client authentication failed", {
+    detail: `no identity for ${clientId}`,
+  });
+}
+
+/** Authenticates an agent by a platform JWT matched against the agent's federated bindings. */
+async function attestFederated(
+  context: BrokerContext,
+  params: FormParams,
+  attribution: Attribution,
+): Promise<Agent> {
+  const clientId = single(params, "client_id");
+  const assertion = single(params, "assertion");
+  if (clientId === undefined || assertion === undefined) {
+    throw new WritError(
+      "invalid_request",
+      "the jwt-bearer grant needs client_id (the agent's SPIFFE ID) and assertion",
+    );
+  }
+  attribution.clientId = clientId;
+  const agent = await getAgentBySpiffeId(context, clientId);
+  const bindings = agent === undefined ? [] : await listBindings(context, agent.name);
+  if (agent === undefined || agent.status !== "active" || bindings.length === 0) {
+    throw new WritError("invalid_grant", "the assertion does not match a federated binding", {
+      detail: `agent ${clientId} is unknown, disabled or has no binding`,
+    });
+  }
+  const reasons: string[] = [];
+  for (const binding of bindings) {
+    try {
+      await verifyPlatformJwt(binding.spec, assertion, { clock: context.clock, jwks: context.jwks });
+      return agent;
+    } catch (error) {
+      if (isWritError(error) && error.code === "temporarily_unavailable") throw error;
+      reasons.push(
+        `binding ${binding.id}: ${isWritError(error) ? (error.detail ?? error.description) : String(error)}`,
+      );
+    }
+  }
+  throw new WritError("invalid_grant", "the assertion does not match a federated binding", {
+    detail: reasons.join("; "),
+  });
+}
+
+async function issueAgentToken(
+  context: BrokerContext,
+  request: TokenRequest,
+  attribution: Attribution,
+  agent: Agent,
+  proof: VerifiedProof,
+): Promise<TokenResponse> {
+  const details = parseAgentTaskRequest(single(request.params, "authorization_details"));
+  attribution.taskId = details.task_id;
+  const nowS = epochSeconds(context.clock);
+  const task = await getTask(context, details.task_id);
+  if (task === undefined || task.agent_name !== agent.name || !isTaskLive(task, nowS)) {
+    throw new WritError(
+      "invalid_authorization_details",
+      "the task is unknown, not active or not this agent's",
+      {
+        detail: task === undefined ? "unknown task" : `task of ${task.agent_name}, status ${task.status}`,
+      },
+    );
+  }
+
+  const resources = request.params.get("resource") ?? [];
+  if (resources.length > 1) throw new WritError("invalid_target", "request a token for exactly one resource");
+  let resource = resources[0];
+  if (resource === undefined) {
+    if (task.tools.length !== 1)
+      throw new WritError("invalid_target", "the task has several tools: name one as resource");
+    resource = `${context.issuer}/tools/${task.tools[0]}`;
+  }
+  const tool = await getToolByResource(context, resource);
+  if (tool === undefined || !task.tools.includes(tool.name)) {
+    throw new WritError("invalid_target", "the resource is not a tool of this task", {
+      detail: `resource ${resource}`,
+    });
+  }
+
+  const taskActions = task.actions
+    .filter((entry) => entry.startsWith(`${tool.name}:`))
+    .map((entry) => entry.slice(tool.name.length + 1));
+  const actions = details.actions ?? taskActions;
+  const outside = actions.find((action) => !taskActions.includes(action));
+  if (outside !== undefined) {
+    throw new WritError(
+      "invalid_authorization_details",
+      `action "${outside}" is not among the task's actions for this tool`,
+    );
+  }
+
+  const grant: AgentTaskGrant = {
+    type: "agent_task",
+    task_id: task.id,
+    locations: [tool.resource_uri],
+    actions,
+    environment: task.environment,
+  };
+  const expiresAtS = Math.min(nowS + context.config.access_token_ttl_seconds, task.deadline_s);
+  const { token, claims } = await mintAccessToken(
+    {
+      issuer: context.issuer,
+      subject: agent.spiffe_id,
+      clientId: agent.spiffe_id,
+      audience: tool.resource_uri,
+      jkt: proof.jkt,
+      expiresAtS,
+      taskId: task.id,
+      authorizationDetails: [grant],
+    },
+    context,
+  );
+  await recordIssuance(context, claims, request.requestId);
+  return {
+    access_token: token,
+    token_type: "DPoP",
+    expires_in: expiresAtS - nowS,
+    authorization_details: [grant],
+  };
+}
+
+/** Issues a person's token for the admin API; its `roles` claim carries what they may do. */
+async function issuePersonToken(
+  context: BrokerContext,
+  request: TokenRequest,
+  clientId: string,
+  roles: string[],
+  proof: VerifiedProof,
+): Promise<TokenResponse> {
+  const resources = request.params.get("resource") ?? [];
+  const apiResource = adminApiResource(context);
+  if (resources.length > 1 || (resources.length === 1 && resources[0] !== apiResource)) {
+    throw new WritError("invalid_target", `a person's token is only for the API at ${apiResource}`);
+  }
+  if (single(request.params, "authorization_details") !== undefined) {
+    throw new WritError("invalid_authorization_details", "a person's token takes no authorization_details");
+  }
+  const nowS = epochSeconds(context.clock);
+  const expiresAtS = nowS + context.config.admin_token_ttl_seconds;
+  const { token, claims } = await mintAccessToken(
+    {
+      issuer: context.issuer,
+      subject: clientId,
+      clientId,
+      audience: apiResource,
+      jkt: proof.jkt,
+      expiresAtS,
+      roles,
+    },
+    context,
+  );
+  await recordIssuance(context, claims, request.requestId);
+  return { access_token: token, token_type: "DPoP", expires_in: expiresAtS - nowS };
+}
+
+/** Stores the token's row and its `token.issued` event in one transaction; resolves once durable. */
+async function recordIssuance(
+  context: BrokerContext,
+  claims: AccessTokenClaims,
+  requestId: string,
+): Promise<void> {
+  await context.audit.append(
+    {
+      kind: "token.issued",
+      actor: claims.sub,
+      task_id: claims.task_id ?? null,
+      jti: claims.jti,
+      data: {
+        client_id: claims.client_id,
+        aud: claims.aud,
+        jkt: claims.cnf.jkt,
+        exp: claims.exp,
+        actions: claims.authorization_details?.[0]?.actions ?? null,
+        request_id: requestId,
+      },
+    },
+    async (trx) => {
+      await trx
+        .insertInto("tokens")
+        .values({
+          jti: claims.jti,
+          task_id: claims.task_id ?? null,
+          subject: claims.sub,
+          client_id: claims.client_id,
+          audience: claims.aud,
+          jkt: claims.cnf.jkt,
+          issued_at_s: claims.iat,
+          expires_at_s: claims.exp,
+          revoked_at: null,
+        })
+        .execute();
+    },
+  );
+}
+
+async function auditRefusal(
+  context: BrokerContext,
+  request: TokenRequest,
+  attribution: Attribution,
+  refusal: WritError,
+): Promise<void> {
+  const fields = {
+    [logFields.requestId]: request.requestId,
+    [logFields.clientId]: attribution.clientId,
+    [logFields.taskId]: attribution.taskId,
+    [logFields.errorCode]: refusal.code,
+    [logFields.detail]: refusal.detail,
+  };
+  if (refusal.status >= 500)
+    context.log.error({ ...fields, err: refusal.cause ?? refusal }, "token request failed");
+  else context.log.info(fields, "token request refused");
+  try {
+    await context.audit.append({
+      kind: "token.refused",
+      // An unauthenticated caller has no identity yet; the claimed client id is kept apart in data.
+      actor:
+        refusal.code === "invalid_client" || attribution.clientId === undefined
+          ? "anonymous"
+          : attribution.clientId,
+      task_id: attribution.taskId ?? null,
+      data: {
+        error: refusal.code,
+        description: refusal.description,
+        detail: refusal.detail ?? null,
+        claimed_client_id: attribution.clientId ?? null,
+        request_id: request.requestId,
+      },
+    });
+  } catch (error) {
+    context.log.error({ ...fields, err: error }, "audit of a token refusal failed");
+  }
+}

@@ -1,0 +1,54 @@
+import { randomUUID } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import type { BrokerContext } from "../broker/context.js";
+import { maxRequestBodyBytes } from "../config/defaults.js";
+import { sendError } from "./errors.js";
+import { registerAuditRoutes } from "./routes/audit.js";
+import { registerIdentityRoutes } from "./routes/identities.js";
+import { registerOAuthRoutes } from "./routes/oauth.js";
+import { registerRevocationFeed } from "./routes/revocations.js";
+import { registerTaskRoutes } from "./routes/tasks.js";
+
+/**
+ * Builds the broker's HTTP application. It never derives a URL from `Host` or `X-Forwarded-*`:
+ * every URL it issues or checks comes from the configured public URL.
+ */
+export function buildApp(
+  context: BrokerContext,
+  options: { https?: { cert: Buffer; key: Buffer } } = {},
+): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: context.log,
+    genReqId: () => randomUUID(),
+    // Request ids are generated here, never taken from a client header.
+    requestIdHeader: false,
+    bodyLimit: maxRequestBodyBytes,
+    trustProxy: false,
+    // Revocation feed followers hold connections open; closing must not wait for them to leave.
+    forceCloseConnections: true,
+    ...(options.https === undefined ? {} : { https: options.https }),
+  } as FastifyServerOptions);
+
+  app.addContentTypeParser(
+    "application/x-www-form-urlencoded",
+    { parseAs: "string" },
+    (_request, body, done) => {
+      done(null, body);
+    },
+  );
+
+  app.setErrorHandler((error, request, reply) => sendError(context, request, reply, error));
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .send({ error: "not_found", error_description: "no such endpoint", request_id: request.id }),
+  );
+
+  registerOAuthRoutes(app, context);
+  registerRevocationFeed(app, context);
+  registerIdentityRoutes(app, context);
+  registerTaskRoutes(app, context);
+  registerAuditRoutes(app, context);
+  app.get("/healthz", async () => ({ status: "ok" }));
+  return app;
+}

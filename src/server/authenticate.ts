@@ -1,0 +1,82 @@
+import type { FastifyRequest } from "fastify";
+import type { BrokerContext } from "../broker/context.js";
+import { adminApiResource } from "../broker/context.js";
+import { verifyDpopProof } from "../dpop/verify-proof.js";
+import { WritError } from "../errors/writ-error.js";
+import { isTokenLive } from "../oauth/introspection.js";
+import { verifyAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
+import { headerValues } from "./headers.js";
+
+/** The person behind an authenticated API request. */
+export interface ApiCaller {
+  /** The caller's SPIFFE ID, the actor of every audit event the request causes. */
+  id: string;
+  roles: string[];
+  claims: AccessTokenClaims;
+}
+
+/**
+ * Authenticates an admin API request: exactly one `Authorization: DPoP` header with a token for the
+ * API, a proof by the token's key for this method and URL, and a token that is still live. Every
+ * failure is `invalid_token` or `invalid_dpop_proof`, answered with 401 and a DPoP challenge.
+ */
+export async function authenticateApiRequest(
+  context: BrokerContext,
+  request: FastifyRequest,
+): Promise<ApiCaller> {
+  const authorizations = headerValues(request, "authorization");
+  if (authorizations.length !== 1) {
+    throw new WritError("invalid_token", "exactly one Authorization header is required", {
+      detail: `${authorizations.length} Authorization headers`,
+    });
+  }
+  const [scheme, token, ...rest] = (authorizations[0] as string).split(" ");
+  if (scheme?.toLowerCase() !== "dpop" || token === undefined || token === "" || rest.length > 0) {
+    throw new WritError("invalid_token", "use the DPoP authorization scheme", {
+      detail: `scheme ${String(scheme)}`,
+    });
+  }
+
+  const claims = await verifyAccessToken(
+    token,
+    {
+      issuer: context.issuer,
+      audience: adminApiResource(context),
+      clockSkewSeconds: context.config.clock_skew_seconds,
+    },
+    context,
+  );
+  const path = request.url.split("?")[0] ?? "/";
+  const proof = await verifyDpopProof(
+    {
+      proofs: headerValues(request, "dpop"),
+      method: request.method,
+      url: `${context.issuer}${path}`,
+      accessToken: token,
+    },
+    {
+      maxAgeSeconds: context.config.dpop_proof_max_age_seconds,
+      maxFutureSeconds: context.config.dpop_proof_max_future_seconds,
+      clockSkewSeconds: context.config.clock_skew_seconds,
+    },
+    { clock: context.clock, replay: context.replay },
+  );
+  if (proof.jkt !== claims.cnf.jkt) {
+    throw new WritError("invalid_dpop_proof", "the DPoP proof is not signed by the token's key", {
+      detail: "jkt mismatch",
+    });
+  }
+  if (!(await isTokenLive(context, claims))) {
+    throw new WritError("invalid_token", "access token is not valid", {
+      detail: `token ${claims.jti} revoked`,
+    });
+  }
+  return { id: claims.sub, roles: Array.isArray(claims.roles) ? claims.roles : [], claims };
+}
+
+/** Throws `access_denied` unless the caller has one of `roles`. */
+export function requireRole(caller: ApiCaller, ...roles: string[]): void {
+  if (!roles.some((role) => caller.roles.includes(role))) {
+    throw new WritError("access_denied", `this needs the ${roles.join(" or ")} role`, { detail: caller.id });
+  }
+}

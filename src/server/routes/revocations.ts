@@ -1,0 +1,72 @@
+import type { FastifyInstance } from "fastify";
+import type { BrokerContext } from "../../broker/context.js";
+import type { RevocationEvent } from "../../revocation/feed.js";
+import { apiRoute } from "./api.js";
+
+/**
+ * Registers `GET /v1/revocations`, the revocation feed as server-sent events. A follower resumes with
+ * `?cursor=N` or `Last-Event-ID`; one that starts, or whose cursor is unknown or purged, first gets a
+ * `snapshot` event with every revocation whose tokens may still be unexpired. Each later revocation
+ * is a `revocation` event whose id is its sequence number, and a `heartbeat` event arrives at least
+ * every `revocation_heartbeat_seconds`, so a follower can tell a quiet feed from a broken one.
+ */
+export function registerRevocationFeed(app: FastifyInstance, context: BrokerContext): void {
+  apiRoute(app, context, "GET", "/v1/revocations", ["admin"], async (caller, request, reply) => {
+    const query = request.query as { cursor?: string };
+    const requested = query.cursor ?? (request.headers["last-event-id"] as string | undefined);
+    const cursor = requested === undefined ? undefined : Number(requested);
+
+    // Subscribe before reading, so no revocation falls between the read and the live stream.
+    const buffered: RevocationEvent[] = [];
+    const stream: { live?: (event: RevocationEvent) => void } = {};
+    const unsubscribe = context.feed.subscribe((event) =>
+      stream.live === undefined ? buffered.push(event) : stream.live(event),
+    );
+
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, {
+      "Content-Type": "text/event-stream",
+      "Cache-Control": "no-store",
+      Connection: "keep-alive",
+      "X-Accel-Buffering": "no",
+    });
+
+    let lastSent = 0;
+    const send = (event: string, id: number | undefined, data: unknown): void => {
+      raw.write(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    const sendRevocation = (event: RevocationEvent): void => {
+      if (event.seq <= lastSent) return;
+      lastSent = event.seq;
+      send("revocation", event.seq, event);
+    };
+
+    const resumed =
+      cursor !== undefined && Number.isInteger(cursor) && cursor >= 0
+        ? await context.feed.since(cursor)
+        : undefined;
+    if (resumed === undefined) {
+      const snapshot = await context.feed.snapshot();
+      lastSent = context.feed.cursor();
+      send("snapshot", lastSent, { cursor: lastSent, revocations: snapshot });
+    } else {
+      lastSent = cursor as number;
+      resumed.forEach(sendRevocation);
+    }
+    buffered.forEach(sendRevocation);
+    stream.live = sendRevocation;
+
+    const heartbeat = setInterval(
+      () => send("heartbeat", undefined, { cursor: lastSent, time: context.clock.nowMs() }),
+      context.config.revocation_heartbeat_seconds * 1000,
+    );
+    request.log.info({ follower: caller.id, cursor: lastSent }, "revocation feed follower connected");
+    raw.on("close", () => {
+      clearInterval(heartbeat);
+      unsubscribe();
+      request.log.info({ follower: caller.id }, "revocation feed follower disconnected");
+    });
+    return undefined;
+  });
+}

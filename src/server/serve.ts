@@ -1,0 +1,94 @@
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { openBroker, type Broker } from "../broker/broker.js";
+import { loadConfig } from "../config/config.js";
+import { isLoopbackHost } from "../config/public-url.js";
+import { buildApp } from "./app.js";
+
+/** The file a running server writes into its data directory, so the CLI acts through its API. */
+export const serverFileName = "server.json";
+
+export interface ServerRecord {
+  url: string;
+  pid: number;
+  listen: string;
+}
+
+export interface ServeOptions {
+  dataDir: string;
+  listen?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  log: Logger;
+}
+
+export interface RunningServer {
+  broker: Broker;
+  /** The address actually bound, as `host:port`. */
+  address: string;
+  close(): Promise<void>;
+}
+
+/** Splits `HOST:PORT` (IPv6 hosts in brackets); throws Error on anything else. */
+export function parseListen(value: string): { host: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (match === null || !Number.isInteger(port) || port > 65535) {
+    throw new Error(`invalid listen address "${value}": use HOST:PORT, such as 127.0.0.1:7400`);
+  }
+  return { host: (match[1] as string).replace(/^\[|\]$/g, ""), port };
+}
+
+/**
+ * Starts the broker's server. A listener off loopback needs TLS; the server refuses to start without
+ * it rather than expose tokens in clear text.
+ */
+export async function serve(options: ServeOptions): Promise<RunningServer> {
+  const config = await loadConfig(options.dataDir);
+  const listen = options.listen ?? config.listen;
+  const { host, port } = parseListen(listen);
+  const certPath = options.tlsCert ?? config.tls_cert ?? undefined;
+  const keyPath = options.tlsKey ?? config.tls_key ?? undefined;
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    throw new Error("TLS needs both --tls-cert and --tls-key");
+  }
+  if (certPath === undefined && !isLoopbackHost(host)) {
+    throw new Error(
+      `refusing to listen on "${listen}" without TLS: give --tls-cert and --tls-key, or listen on loopback`,
+    );
+  }
+  const https =
+    certPath === undefined || keyPath === undefined
+      ? undefined
+      : { cert: await readFile(certPath), key: await readFile(keyPath) };
+
+  const broker = await openBroker({ dataDir: options.dataDir, config, log: options.log });
+  const app = buildApp(broker.context, https === undefined ? {} : { https });
+  await app.listen({ host, port });
+  const bound = app.server.address();
+  const address = typeof bound === "object" && bound !== null ? `${host}:${bound.port}` : listen;
+  broker.startTimers();
+
+  const record: ServerRecord = { url: broker.context.issuer, pid: process.pid, listen: address };
+  await writeFile(join(options.dataDir, serverFileName), `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  options.log.info(
+    { listen: address, issuer: broker.context.issuer, tls: https !== undefined },
+    "server started",
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    broker,
+    address,
+    close() {
+      closing ??= (async () => {
+        await app.close();
+        await broker.close();
+        await rm(join(options.dataDir, serverFileName), { force: true });
+        options.log.info({ listen: address }, "server stopped");
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { closeSync, openSync } from "node:fs";
+import SqliteDatabase from "better-sqlite3";
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction } from "kysely";
+import pg from "pg";
+import { WritError } from "../errors/writ-error.js";
+import { migrationProvider } from "./migrations.js";
+import type { Database } from "./schema.js";
+
+export type Dialect = "sqlite" | "postgres";
+
+/** Where the store lives: a SQLite file (the embedded default) or a PostgreSQL connection string. */
+export type StoreLocation = { kind: "sqlite"; file: string } | { kind: "postgres"; url: string };
+
+/** Connections in the PostgreSQL pool of one broker process. */
+const postgresPoolMax = 10;
+
+/**
+ * The one interface to writ's persistent state. Everything above it goes through Kysely, so no caller
+ * writes SQL of one dialect; the few dialect differences (row locks) are handled here.
+ */
+export class Store {
+  constructor(
+    readonly db: Kysely<Database>,
+    readonly dialect: Dialect,
+  ) {}
+
+  /** Opens the store and applies any pending migrations. */
+  static async open(location: StoreLocation): Promise<Store> {
+    const store = location.kind === "sqlite" ? openSqlite(location.file) : openPostgres(location.url);
+    await store.migrate();
+    return store;
+  }
+
+  /** Runs `work` in one transaction, committing when it resolves and rolling back when it throws. */
+  transaction<T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+    return this.db.transaction().execute(work);
+  }
+
+  async migrate(): Promise<void> {
+    const migrator = new Migrator({ db: this.db, provider: migrationProvider(this.dialect) });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error !== undefined) {
+      const failed = results?.find((result) => result.status === "Error")?.migrationName ?? "unknown";
+      throw new WritError("server_error", `store migration "${failed}" failed`, { cause: error });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.db.destroy();
+  }
+}
+
+function openSqlite(file: string): Store {
+  // The store holds signing keys, so it is created readable by its owner alone; SQLite gives the WAL
+  // and shared-memory files the same mode.
+  closeSync(openSync(file, "a", 0o600));
+  const database = new SqliteDatabase(file);
+  // WAL lets readers go on while one writer commits; FULL syncs the WAL on every commit so that a
+  // completed request's audit event survives a crash of the process or of the machine.
+  database.pragma("journal_mode = WAL");
+  database.pragma("synchronous = FULL");
+  database.pragma("foreign_keys = ON");
+  database.pragma("busy_timeout = 5000");
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  return new Store(db, "sqlite");
+}
+
+// PostgreSQL returns int8 as text by default; writ stores epoch milliseconds and sequence numbers
+// there, which stay far below 2^53, so they are read as numbers.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+function openPostgres(url: string): Store {
+  const pool = new pg.Pool({ connectionString: url, max: postgresPoolMax });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return new Store(db, "postgres");
+}

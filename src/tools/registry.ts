@@ -1,0 +1,151 @@
+import type { BrokerContext } from "../broker/context.js";
+import { WritError } from "../errors/writ-error.js";
+import { environmentProblem } from "../identity/agents.js";
+import type { ToolsTable } from "../store/schema.js";
+
+export type ToolKind = "http" | "mcp";
+export type RiskLevel = "low" | "medium" | "high";
+
+/** One named action of a tool: an HTTP method and path pattern, or an MCP tool, resource or prompt. */
+export interface ToolAction {
+  name: string;
+  /** For HTTP tools `METHOD /path/pattern`; for MCP tools the MCP name it stands for. */
+  spec: string;
+  risk: RiskLevel;
+}
+
+export interface Tool {
+  name: string;
+  kind: ToolKind;
+  environment: string;
+  /** The tool's resource URI (RFC 8707), the audience of its tokens. */
+  resource_uri: string;
+  actions: ToolAction[];
+  /** Kind-specific settings the gateways read (upstream, injection rules). */
+  config: Record<string, unknown>;
+  created_at: number;
+}
+
+export interface NewTool {
+  name: string;
+  kind: string;
+  environment: string;
+  actions: { name: string; spec?: string; risk?: string }[];
+  config?: Record<string, unknown>;
+}
+
+/** Tool and action names: they appear in URLs and as `TOOL:ACTION`, so no `:` or `/`. */
+const namePattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const actionPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const httpSpecPattern = /^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS) \/\S*$/;
+
+/** Returns the resource URI of a tool: `<public-url>/tools/<name>` or `<public-url>/mcp/<name>`. */
+export function toolResourceUri(issuer: string, kind: ToolKind, name: string): string {
+  return `${issuer}/${kind === "http" ? "tools" : "mcp"}/${name}`;
+}
+
+/** Registers a tool; the change takes effect once its audit event is durable. */
+export async function addTool(context: BrokerContext, actor: string, input: NewTool): Promise<Tool> {
+  if (!namePattern.test(input.name)) {
+    throw new WritError(
+      "invalid_request",
+      `invalid tool name "${input.name}": use 1 to 63 lowercase letters, digits, '.', '-' or '_'`,
+    );
+  }
+  if (input.kind !== "http" && input.kind !== "mcp") {
+    throw new WritError("invalid_request", `invalid tool kind "${input.kind}": use http or mcp`);
+  }
+  const envProblem = environmentProblem(input.environment);
+  if (envProblem !== undefined)
+    throw new WritError("invalid_request", `invalid environment "${input.environment}": ${envProblem}`);
+  if (input.actions.length === 0)
+    throw new WritError("invalid_request", `tool "${input.name}" needs at least one action`);
+
+  const actions: ToolAction[] = [];
+  for (const action of input.actions) {
+    if (!actionPattern.test(action.name)) {
+      throw new WritError(
+        "invalid_request",
+        `invalid action name "${action.name}": use letters, digits, '.', '-' or '_'`,
+      );
+    }
+    if (actions.some((known) => known.name === action.name)) {
+      throw new WritError("invalid_request", `action "${action.name}" is given twice`);
+    }
+    const spec = action.spec ?? action.name;
+    if (input.kind === "http" && !httpSpecPattern.test(spec)) {
+      throw new WritError(
+        "invalid_request",
+        `invalid action "${action.name}=${spec}": an HTTP action is "METHOD /path/pattern", such as "GET /repos/*/issues/**"`,
+      );
+    }
+    const risk = action.risk ?? "low";
+    if (risk !== "low" && risk !== "medium" && risk !== "high") {
+      throw new WritError(
+        "invalid_request",
+        `invalid risk "${risk}" for action "${action.name}": use low, medium or high`,
+      );
+    }
+    actions.push({ name: action.name, spec, risk });
+  }
+
+  if ((await getTool(context, input.name)) !== undefined) {
+    throw new WritError("conflict", `tool "${input.name}" already exists`);
+  }
+  const tool: Tool = {
+    name: input.name,
+    kind: input.kind,
+    environment: input.environment,
+    resource_uri: toolResourceUri(context.issuer, input.kind, input.name),
+    actions,
+    config: input.config ?? {},
+    created_at: context.clock.nowMs(),
+  };
+  await context.audit.append(
+    {
+      kind: "tool.created",
+      actor,
+      data: { tool: tool.name, tool_kind: tool.kind, environment: tool.environment, actions: tool.actions },
+    },
+    async (trx) => {
+      await trx.insertInto("tools").values(toRow(tool)).execute();
+    },
+  );
+  return tool;
+}
+
+export async function getTool(context: BrokerContext, name: string): Promise<Tool | undefined> {
+  const row = await context.store.db
+    .selectFrom("tools")
+    .selectAll()
+    .where("name", "=", name)
+    .executeTakeFirst();
+  return row === undefined ? undefined : fromRow(row);
+}
+
+export async function getToolByResource(context: BrokerContext, resource: string): Promise<Tool | undefined> {
+  const row = await context.store.db
+    .selectFrom("tools")
+    .selectAll()
+    .where("resource_uri", "=", resource)
+    .executeTakeFirst();
+  return row === undefined ? undefined : fromRow(row);
+}
+
+export async function listTools(context: BrokerContext): Promise<Tool[]> {
+  const rows = await context.store.db.selectFrom("tools").selectAll().orderBy("name").execute();
+  return rows.map(fromRow);
+}
+
+function toRow(tool: Tool): ToolsTable {
+  return { ...tool, actions: JSON.stringify(tool.actions), config: JSON.stringify(tool.config) };
+}
+
+function fromRow(row: ToolsTable): Tool {
+  return {
+    ...row,
+    kind: row.kind as ToolKind,
+    actions: JSON.parse(row.actions) as ToolAction[],
+    config: JSON.parse(row.config) as Record<string, unknown>,
+  };
+}
