@@ -69,9 +69,18 @@ export class AuditLog {
 
   /** Appends within a transaction the caller already holds. */
   async appendWithin(trx: Transaction<Database>, input: AuditInput): Promise<AuditRecord> {
-    let headQuery = trx.selectFrom("audit_head").select(["seq", "hash"]).where("id", "=", 1);
-    if (this.store.dialect === "postgres") headQuery = headQuery.forUpdate();
-    const head = await headQuery.executeTakeFirst();
+    let head = await this.lockHead(trx);
+    if (head === undefined && this.store.dialect === "postgres") {
+      // FOR UPDATE locks nothing while the head row is missing, so two processes appending the first
+      // event would both take seq 1. Creating the row at seq 0 (or waiting for a peer's) gives the
+      // lock a row to hold.
+      await trx
+        .insertInto("audit_head")
+        .values({ id: 1, seq: 0, hash: genesisHash })
+        .onConflict((conflict) => conflict.column("id").doNothing())
+        .execute();
+      head = await this.lockHead(trx);
+    }
 
     const unhashed = {
       seq: (head?.seq ?? 0) + 1,
@@ -100,5 +109,12 @@ export class AuditLog {
         .execute();
     }
     return record;
+  }
+
+  /** Reads the chain's head; on PostgreSQL it also locks the row until the transaction ends. */
+  private lockHead(trx: Transaction<Database>): Promise<{ seq: number; hash: string } | undefined> {
+    let headQuery = trx.selectFrom("audit_head").select(["seq", "hash"]).where("id", "=", 1);
+    if (this.store.dialect === "postgres") headQuery = headQuery.forUpdate();
+    return headQuery.executeTakeFirst();
   }
 }

@@ -1,5 +1,5 @@
 import { mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { createJwksSource, type JwksSource } from "../attestation/federation.js";
 import { AuditLog } from "../audit/log.js";
@@ -15,6 +15,9 @@ import { expireDueTasks } from "../revocation/revoke.js";
 import { Store, type StoreLocation } from "../store/store.js";
 import { WriteQueue } from "../store/write-queue.js";
 import { SigningKeyRing } from "../tokens/signing-keys.js";
+import { loadMasterKey } from "../secrets/master-key.js";
+import { PolicyEngine } from "../policy/engine.js";
+import { reloadPolicies } from "../policy/policies.js";
 import type { BrokerContext } from "./context.js";
 
 export const storeFileName = "writ.db";
@@ -59,6 +62,7 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
     Math.max(config.access_token_ttl_seconds, config.admin_token_ttl_seconds),
   );
   await keys.load(config.signing_alg);
+  const masterKey = await loadMasterKey(resolve(options.dataDir, config.master_key_file));
   const feed = new RevocationFeed(store, queue, clock, log);
   await feed.start();
 
@@ -75,7 +79,10 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
     nonces: new DpopNonces(clock, dpopNonceLifetimeSeconds),
     feed,
     jwks: options.jwks ?? createJwksSource(),
+    masterKey,
+    policy: new PolicyEngine(),
   };
+  await reloadPolicies(context);
 
   let timer: NodeJS.Timeout | undefined;
   let sweeping = false;

@@ -7,6 +7,7 @@ import type { StoreReplayCache } from "../dpop/replay-cache.js";
 import type { JwksSource } from "../attestation/federation.js";
 import type { RevocationFeed } from "../revocation/feed.js";
 import type { Store } from "../store/store.js";
+import type { PolicyEngine } from "../policy/engine.js";
 import type { WriteQueue } from "../store/write-queue.js";
 import type { SigningKeyRing } from "../tokens/signing-keys.js";
 
@@ -25,6 +26,9 @@ export interface BrokerContext {
   nonces: DpopNonces;
   feed: RevocationFeed;
   jwks: JwksSource;
+  /** The key that seals stored secrets; never logged or returned. */
+  masterKey: Buffer;
+  policy: PolicyEngine;
 }
 
 /** The resource URI of the admin API, the audience of people's API tokens. */

@@ -7,6 +7,7 @@ import { normalisePublicUrl } from "../config/public-url.js";
 import { addHuman, type Human } from "../identity/humans.js";
 import { generateIdentityKey, writePrivateKeyFile } from "../identity/keys.js";
 import { openBroker } from "./broker.js";
+import { createMasterKeyFile, masterKeyVariable } from "../secrets/master-key.js";
 
 export interface InitOptions {
   dataDir: string;
@@ -62,6 +63,9 @@ export async function initialise(options: InitOptions): Promise<InitResult> {
   );
 
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  if (process.env[masterKeyVariable] === undefined || process.env[masterKeyVariable] === "") {
+    await createMasterKeyFile(dataDir);
+  }
   const broker = await openBroker({ dataDir, config });
   try {
     const key = await generateIdentityKey("Ed25519");

@@ -21,6 +21,8 @@ export interface WritConfig {
   revocation_heartbeat_seconds: number;
   tls_cert: string | null;
   tls_key: string | null;
+  master_key_file: string;
+  revocation_silence_bound_seconds: number;
 }
 
 type KeyType = "string" | "integer" | "boolean" | "store" | "algorithm" | "path";
@@ -120,6 +122,18 @@ export const configSchema: Record<keyof WritConfig, KeySpec> = {
     doc: "PEM certificate chain for TLS; required to listen off loopback.",
   },
   tls_key: { type: "path", default: null, doc: "PEM private key for TLS." },
+  revocation_silence_bound_seconds: {
+    type: "integer",
+    default: defaults.revocationSilenceBoundSeconds,
+    min: 6,
+    max: 300,
+    doc: "How long a gateway serves without hearing the revocation feed (event or heartbeat) before it denies every request, in seconds.",
+  },
+  master_key_file: {
+    type: "string",
+    default: "master.key",
+    doc: "File holding the base64 AES-256 master key that seals stored secrets, relative to the data directory; mode 0600 required. `WRIT_MASTER_KEY` overrides it.",
+  },
 };
 
 export const configFileName = "writ.json";

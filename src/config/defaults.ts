@@ -41,3 +41,6 @@ export const taskTtlSeconds = 3600;
 
 /** Largest accepted request body at the OAuth endpoints, in bytes. */
 export const maxRequestBodyBytes = 64 * 1024;
+
+/** How long a gateway may go without hearing the revocation feed before it fails closed. */
+export const revocationSilenceBoundSeconds = 30;

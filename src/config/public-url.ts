@@ -18,7 +18,8 @@ export function checkPublicUrl(value: string): URL {
   if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname))) {
     throw new Error(`invalid public URL "${value}": use https unless the host is loopback`);
   }
-  if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
+  // `search` and `hash` are empty for a bare `?` or `#`, which `href` keeps, so `href` is checked.
+  if (url.href.includes("?") || url.href.includes("#") || url.username !== "" || url.password !== "") {
     throw new Error(`invalid public URL "${value}": no query, fragment or credentials allowed`);
   }
   return url;

@@ -3,7 +3,9 @@ import {
   calculateJwkThumbprint,
   decodeProtectedHeader,
   EmbeddedJWK,
+  importJWK,
   jwtVerify,
+  type CryptoKey,
   type JWK,
   type JWTPayload,
 } from "jose";
@@ -35,6 +37,14 @@ export interface DpopRequest {
   url: string;
   /** The access token presented with the proof, whose hash `ath` must carry. */
   accessToken?: string;
+  /** The token's `cnf.jkt`, checked before the signature so a foreign key is rejected cheaply. */
+  expectedJkt?: string;
+}
+
+/** Imported proof keys by `alg:jkt`, so a client's key is imported once rather than per request. */
+export interface DpopKeyCache {
+  get(id: string): CryptoKey | Uint8Array | undefined;
+  set(id: string, key: CryptoKey | Uint8Array): void;
 }
 
 export interface VerifiedProof {
@@ -53,7 +63,7 @@ export interface VerifiedProof {
 export async function verifyDpopProof(
   request: DpopRequest,
   policy: DpopPolicy,
-  dependencies: { clock: Clock; replay: ReplayCache },
+  dependencies: { clock: Clock; replay: ReplayCache; keys?: DpopKeyCache },
 ): Promise<VerifiedProof> {
   if (request.proofs.length === 0) throw proofError("missing DPoP proof", "no DPoP header");
   if (request.proofs.length > 1)
@@ -77,9 +87,21 @@ export async function verifyDpopProof(
     throw proofError("DPoP proof jwk must be a public key", "jwk carries private or symmetric key material");
   }
 
+  let jkt: string;
+  try {
+    jkt = await calculateJwkThumbprint(jwk as JWK, "sha256");
+  } catch (error) {
+    throw proofError("DPoP proof jwk is invalid", (error as Error).message, error);
+  }
+  if (request.expectedJkt !== undefined && jkt !== request.expectedJkt) {
+    throw proofError("DPoP proof is not signed by the token's key", "jkt differs from cnf.jkt");
+  }
+  const cachedKey = dependencies.keys?.get(`${header.alg}:${jkt}`);
+
   let payload: JWTPayload;
   try {
-    ({ payload } = await jwtVerify(proof, EmbeddedJWK, {
+    const key = cachedKey ?? EmbeddedJWK;
+    ({ payload } = await jwtVerify(proof, key as typeof EmbeddedJWK, {
       typ: "dpop+jwt",
       algorithms: dpopAlgorithms,
       currentDate: new Date(dependencies.clock.nowMs()),
@@ -127,7 +149,9 @@ export async function verifyDpopProof(
       throw proofError("DPoP proof ath does not match the access token", "ath mismatch");
   }
 
-  const jkt = await calculateJwkThumbprint(jwk as JWK, "sha256");
+  if (cachedKey === undefined && dependencies.keys !== undefined) {
+    dependencies.keys.set(`${header.alg}:${jkt}`, await importJWK(jwk as JWK, header.alg));
+  }
   // The identifier is kept until the proof could no longer pass the iat check, plus the skew.
   const keepUntil =
     Math.max(iat, now) + policy.maxAgeSeconds + policy.maxFutureSeconds + policy.clockSkewSeconds;

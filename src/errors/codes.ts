@@ -21,7 +21,10 @@ export const errorCodes = {
   access_denied: { status: 403, summary: "the caller is authenticated but may not do this" },
   not_found: { status: 404, summary: "the object does not exist or the caller may not see it" },
   conflict: { status: 409, summary: "the object already exists or is in a state that forbids the change" },
-  invalid_binding: { status: 400, summary: "the federated binding would match more than one workload" },
+  invalid_binding: {
+    status: 400,
+    summary: "the federated binding is malformed or could match more than one workload",
+  },
   invalid_configuration: { status: 500, summary: "the configuration is invalid; fix it and restart" },
   server_error: { status: 500, summary: "an internal error occurred; the log has the detail" },
   temporarily_unavailable: { status: 503, summary: "a dependency is unavailable; retry later" },

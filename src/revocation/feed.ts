@@ -4,7 +4,7 @@ import { epochSeconds, type Clock } from "../clock.js";
 import type { RevocationsTable } from "../store/schema.js";
 import type { Store } from "../store/store.js";
 import type { WriteQueue } from "../store/write-queue.js";
-import type { Transaction } from "kysely";
+import { sql, type Transaction } from "kysely";
 import type { Database } from "../store/schema.js";
 
 /** One revocation as the feed sends it: everything it revoked, by id. */
@@ -54,6 +54,14 @@ export class RevocationFeed {
 
   /** Inserts a revocation within `trx` and returns its sequence number; call `poll` after commit. */
   async insertWithin(trx: Transaction<Database>, revocation: NewRevocation): Promise<number> {
+    if (this.store.dialect === "postgres") {
+      // A sequence hands out numbers before commit, so without this lock a peer could commit seq n+1
+      // before seq n; a poll in between would move past n and never emit it. The lock, held until
+      // commit, makes commit order equal seq order. It does not block plain reads.
+      // NOTE: a batch that also appends audit events can deadlock with a peer's batch that takes the
+      // head row first; PostgreSQL then aborts one, and the write queue retries its writes one by one.
+      await sql`lock table revocations in share row exclusive mode`.execute(trx);
+    }
     const row = await trx
       .insertInto("revocations")
       .values({
@@ -89,6 +97,13 @@ export class RevocationFeed {
       this.lastSeq = row.seq;
       this.emitter.emit("revocation", fromRow(row));
     }
+    this.emitter.emit("poll");
+  }
+
+  /** Calls `listener` after every successful poll of the store; returns the function that stops it. */
+  onPoll(listener: () => void): () => void {
+    this.emitter.on("poll", listener);
+    return () => this.emitter.off("poll", listener);
   }
 
   /** Calls `listener` for every revocation emitted from now on; returns the function that stops it. */

@@ -1,9 +1,11 @@
 import { randomUUID } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import type { BrokerContext } from "../broker/context.js";
+import type { Gateway } from "../gateway/gateway.js";
 import { maxRequestBodyBytes } from "../config/defaults.js";
 import { sendError } from "./errors.js";
 import { registerAuditRoutes } from "./routes/audit.js";
+import { registerPolicyRoutes } from "./routes/policies.js";
 import { registerIdentityRoutes } from "./routes/identities.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
 import { registerRevocationFeed } from "./routes/revocations.js";
@@ -15,7 +17,7 @@ import { registerTaskRoutes } from "./routes/tasks.js";
  */
 export function buildApp(
   context: BrokerContext,
-  options: { https?: { cert: Buffer; key: Buffer } } = {},
+  options: { https?: { cert: Buffer; key: Buffer }; gateway?: Gateway } = {},
 ): FastifyInstance {
   const app = Fastify({
     loggerInstance: context.log,
@@ -49,6 +51,8 @@ export function buildApp(
   registerIdentityRoutes(app, context);
   registerTaskRoutes(app, context);
   registerAuditRoutes(app, context);
+  registerPolicyRoutes(app, context);
+  options.gateway?.register(app);
   app.get("/healthz", async () => ({ status: "ok" }));
   return app;
 }

@@ -5,6 +5,9 @@ import { openBroker, type Broker } from "../broker/broker.js";
 import { loadConfig } from "../config/config.js";
 import { isLoopbackHost } from "../config/public-url.js";
 import { buildApp } from "./app.js";
+import type { BrokerContext } from "../broker/context.js";
+import { createGateway, type Gateway } from "../gateway/gateway.js";
+import { createLocalBackend } from "../gateway/local-backend.js";
 
 /** The file a running server writes into its data directory, so the CLI acts through its API. */
 export const serverFileName = "server.json";
@@ -64,7 +67,8 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       : { cert: await readFile(certPath), key: await readFile(keyPath) };
 
   const broker = await openBroker({ dataDir: options.dataDir, config, log: options.log });
-  const app = buildApp(broker.context, https === undefined ? {} : { https });
+  const gateway = await createEmbeddedGateway(broker.context);
+  const app = buildApp(broker.context, { gateway, ...(https === undefined ? {} : { https }) });
   await app.listen({ host, port });
   const bound = app.server.address();
   const address = typeof bound === "object" && bound !== null ? `${host}:${bound.port}` : listen;
@@ -84,6 +88,7 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
     close() {
       closing ??= (async () => {
         await app.close();
+        await gateway.close();
         await broker.close();
         await rm(join(options.dataDir, serverFileName), { force: true });
         options.log.info({ listen: address }, "server stopped");
@@ -91,4 +96,19 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
       return closing;
     },
   };
+}
+
+/** Creates the gateway that runs inside the broker's process, the embedded default. */
+async function createEmbeddedGateway(context: BrokerContext): Promise<Gateway> {
+  const backend = await createLocalBackend(context, context.config.revocation_silence_bound_seconds * 1000);
+  return createGateway({
+    backend,
+    clock: context.clock,
+    log: context.log,
+    dpop: {
+      maxAgeSeconds: context.config.dpop_proof_max_age_seconds,
+      maxFutureSeconds: context.config.dpop_proof_max_future_seconds,
+      clockSkewSeconds: context.config.clock_skew_seconds,
+    },
+  });
 }

@@ -1,5 +1,6 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import type { Dialect } from "./store.js";
+import { gatewayMigration } from "./migration-0002.js";
 
 /**
  * Builds the versioned migrations. Each is named with a zero-padded number so that Kysely applies them
@@ -158,5 +159,6 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    "0002_gateway": gatewayMigration,
   };
 }

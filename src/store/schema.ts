@@ -17,6 +17,38 @@ export interface Database {
   signing_keys: SigningKeysTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  secrets: SecretsTable;
+  policies: PoliciesTable;
+  gateways: GatewaysTable;
+}
+
+export interface SecretsTable {
+  name: string;
+  wrapped_key: string;
+  ciphertext: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface PoliciesTable {
+  id: string;
+  text: string;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface GatewaysTable {
+  name: string;
+  spiffe_id: string;
+  public_jwk: string;
+  jkt: string;
+  /** SHA-256 of the DER certificate a gateway presents for mutual TLS, lowercase hex. */
+  tls_cert_sha256: string | null;
+  /** The URL agents reach this gateway at, which its DPoP `htu` checks use. */
+  public_url: string | null;
+  status: string;
+  created_at: number;
 }
 
 export interface HumansTable {

@@ -1,6 +1,17 @@
 import { closeSync, openSync } from "node:fs";
 import SqliteDatabase from "better-sqlite3";
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction } from "kysely";
+import {
+  CompiledQuery,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  SqliteDriver,
+  type DatabaseConnection,
+  type Driver,
+  type SqliteDialectConfig,
+  type Transaction,
+} from "kysely";
 import pg from "pg";
 import { WritError } from "../errors/writ-error.js";
 import { migrationProvider } from "./migrations.js";
@@ -61,8 +72,30 @@ function openSqlite(file: string): Store {
   database.pragma("synchronous = FULL");
   database.pragma("foreign_keys = ON");
   database.pragma("busy_timeout = 5000");
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database }) });
   return new Store(db, "sqlite");
+}
+
+/**
+ * Starts every SQLite transaction with BEGIN IMMEDIATE, which takes the write lock at once and waits
+ * for it up to the busy timeout. A plain BEGIN takes it at the first write: when another process has
+ * committed since the transaction's first read, SQLite then fails with SQLITE_BUSY without waiting,
+ * because the transaction's snapshot is stale. The store opens transactions only to write.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly config: SqliteDialectConfig) {
+    super(config);
+  }
+
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.config);
+  }
+}
+
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+  }
 }
 
 // PostgreSQL returns int8 as text by default; writ stores epoch milliseconds and sequence numbers

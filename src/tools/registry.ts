@@ -2,6 +2,9 @@ import type { BrokerContext } from "../broker/context.js";
 import { WritError } from "../errors/writ-error.js";
 import { environmentProblem } from "../identity/agents.js";
 import type { ToolsTable } from "../store/schema.js";
+import { parseHttpToolConfig } from "./http-config.js";
+import { reloadPolicies } from "../policy/policies.js";
+import { reservedToolNames } from "../policy/schema.js";
 
 export type ToolKind = "http" | "mcp";
 export type RiskLevel = "low" | "medium" | "high";
@@ -52,6 +55,9 @@ export async function addTool(context: BrokerContext, actor: string, input: NewT
       `invalid tool name "${input.name}": use 1 to 63 lowercase letters, digits, '.', '-' or '_'`,
     );
   }
+  if (reservedToolNames.has(input.name)) {
+    throw new WritError("invalid_request", `tool name "${input.name}" is reserved for policy action groups`);
+  }
   if (input.kind !== "http" && input.kind !== "mcp") {
     throw new WritError("invalid_request", `invalid tool kind "${input.kind}": use http or mcp`);
   }
@@ -89,6 +95,11 @@ export async function addTool(context: BrokerContext, actor: string, input: NewT
     actions.push({ name: action.name, spec, risk });
   }
 
+  const config =
+    input.kind === "http" && input.config?.upstream !== undefined
+      ? { ...parseHttpToolConfig(input.config) }
+      : (input.config ?? {});
+
   if ((await getTool(context, input.name)) !== undefined) {
     throw new WritError("conflict", `tool "${input.name}" already exists`);
   }
@@ -98,7 +109,7 @@ export async function addTool(context: BrokerContext, actor: string, input: NewT
     environment: input.environment,
     resource_uri: toolResourceUri(context.issuer, input.kind, input.name),
     actions,
-    config: input.config ?? {},
+    config,
     created_at: context.clock.nowMs(),
   };
   await context.audit.append(
@@ -111,6 +122,7 @@ export async function addTool(context: BrokerContext, actor: string, input: NewT
       await trx.insertInto("tools").values(toRow(tool)).execute();
     },
   );
+  await reloadPolicies(context);
   return tool;
 }
 

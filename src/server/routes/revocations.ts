@@ -47,8 +47,11 @@ export function registerRevocationFeed(app: FastifyInstance, context: BrokerCont
         ? await context.feed.since(cursor)
         : undefined;
     if (resumed === undefined) {
+      // The cursor is read before the snapshot. A revocation emitted while the snapshot is read is
+      // then sent again as an event, which a follower applies twice harmlessly, instead of being lost.
+      const snapshotCursor = context.feed.cursor();
       const snapshot = await context.feed.snapshot();
-      lastSent = context.feed.cursor();
+      lastSent = snapshotCursor;
       send("snapshot", lastSent, { cursor: lastSent, revocations: snapshot });
     } else {
       lastSent = cursor as number;

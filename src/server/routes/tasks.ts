@@ -17,6 +17,9 @@ export function registerTaskRoutes(app: FastifyInstance, context: BrokerContext)
       kind: stringMember(body, "kind"),
       environment: stringMember(body, "environment"),
       actions: body.actions as { name: string; spec?: string; risk?: string }[],
+      ...(typeof body.config === "object" && body.config !== null
+        ? { config: body.config as Record<string, unknown> }
+        : {}),
     });
     reply.code(201);
     return tool;

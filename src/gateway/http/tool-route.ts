@@ -1,0 +1,372 @@
+import { randomUUID } from "node:crypto";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import type { Clock } from "../../clock.js";
+import { dpopAlgorithms } from "../../dpop/verify-proof.js";
+import { WritError, isWritError } from "../../errors/writ-error.js";
+import { logFields } from "../../log/fields.js";
+import { headerValues } from "../../server/headers.js";
+import { parseSpiffeId } from "../../identity/spiffe.js";
+import type { AccessTokenClaims } from "../../tokens/access-token.js";
+import { renderTemplate, type HttpToolConfig } from "../../tools/http-config.js";
+import type { Tool } from "../../tools/registry.js";
+import type { RequestAuthenticator } from "../authenticate.js";
+import type { GatewayBackend } from "../backend.js";
+import { actorChain, currentActor } from "../decision.js";
+import type { RiskScorer } from "../risk.js";
+import { Forwarder } from "./forward.js";
+import { matchActions, parseHttpPattern } from "./match-action.js";
+import { normalisePath } from "./normalise-path.js";
+
+export interface ToolRouteDependencies {
+  backend: GatewayBackend;
+  authenticator: RequestAuthenticator;
+  risk: RiskScorer;
+  clock: Clock;
+  log: Logger;
+}
+
+const toolNamePattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
+/** What was decided about one request, for the audit event and the response. */
+interface Outcome {
+  decisionId: string;
+  claims?: AccessTokenClaims;
+  tool?: string;
+  action?: string;
+  method: string;
+  path?: string;
+  policies: string[];
+  errors: string[];
+  riskScore?: number;
+  reason: string;
+}
+
+/**
+ * Registers `/tools/<tool>/<path>`: the enforcement point for HTTP tools. Every request is
+ * authenticated, checked against revocations, normalised, matched to an action and decided by
+ * Cedar; the decision is durable in the audit log before anything is forwarded.
+ */
+export function registerToolRoute(app: FastifyInstance, dependencies: ToolRouteDependencies): void {
+  const forwarder = new Forwarder();
+  app.addHook("onClose", async () => forwarder.close());
+
+  app.register(async (scope) => {
+    // Bodies are streamed to the upstream as received, never parsed here.
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser("*", (_request, payload, done) => done(null, payload));
+    scope.all("/tools/*", (request, reply) => handle(request, reply, dependencies, forwarder));
+  });
+}
+
+async function handle(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  dependencies: ToolRouteDependencies,
+  forwarder: Forwarder,
+): Promise<FastifyReply> {
+  const { backend } = dependencies;
+  const rawUrl = request.raw.url ?? "/";
+  const queryAt = rawUrl.indexOf("?");
+  const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
+  const rawQuery = queryAt === -1 ? "" : rawUrl.slice(queryAt + 1);
+  const rest = rawPath.slice("/tools/".length);
+  const slash = rest.indexOf("/");
+  const toolName = slash === -1 ? rest : rest.slice(0, slash);
+  const toolPath = slash === -1 ? "/" : rest.slice(slash);
+  const outcome: Outcome = {
+    decisionId: randomUUID(),
+    method: request.method,
+    policies: [],
+    errors: [],
+    reason: "",
+  };
+
+  try {
+    if (!toolNamePattern.test(toolName)) throw new WritError("not_found", "no such tool");
+    outcome.tool = toolName;
+    if (!backend.revocations.isFresh()) {
+      throw new WritError("temporarily_unavailable", "the gateway cannot confirm revocations; retry later", {
+        detail: "revocation feed silent past its bound",
+      });
+    }
+    const claims = await dependencies.authenticator.authenticate(
+      {
+        authorizations: headerValues(request, "authorization"),
+        proofs: headerValues(request, "dpop"),
+        method: request.method,
+        url: `${backend.publicUrl}${rawPath}`,
+      },
+      `${backend.publicUrl}/tools/${toolName}`,
+    );
+    outcome.claims = claims;
+    const chain = actorChain(claims);
+    const revoked = backend.revocations.revocationOf({
+      jti: claims.jti,
+      task_id: claims.task_id,
+      identities: [chain.sub, ...chain.actors],
+      iat: claims.iat,
+    });
+    if (revoked !== undefined)
+      throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
+
+    const tool = await backend.tool(toolName);
+    const config = tool?.config as Partial<HttpToolConfig> | undefined;
+    if (tool === undefined || tool.kind !== "http" || config?.upstream === undefined) {
+      throw new WritError("not_found", "no such tool", { detail: "tool missing or has no upstream" });
+    }
+    const httpConfig = config as HttpToolConfig;
+    const normalised = normalisePath(toolPath, { caseSensitive: httpConfig.case_sensitive });
+    if (!normalised.ok)
+      throw new WritError("invalid_request", "the request path is not allowed", {
+        detail: normalised.problem,
+      });
+    outcome.path = normalised.path;
+
+    const decision = await decide(dependencies, tool, claims, request.method, normalised.path, outcome);
+    if (!decision) {
+      dependencies.risk.recordDenial(claims.task_id ?? claims.jti);
+      await record(dependencies, outcome, "denied");
+      return sendDenial(
+        reply,
+        403,
+        "insufficient_scope",
+        "this request is not allowed for the task",
+        outcome,
+      );
+    }
+    await record(dependencies, outcome, "allowed");
+    return await forward(
+      request,
+      reply,
+      dependencies,
+      forwarder,
+      tool,
+      httpConfig,
+      normalised.path,
+      rawQuery,
+      outcome,
+    );
+  } catch (error) {
+    return refuse(request, reply, dependencies, error, outcome);
+  }
+}
+
+/** Matches the action, scores the risk and evaluates Cedar; returns whether the request is allowed. */
+async function decide(
+  dependencies: ToolRouteDependencies,
+  tool: Tool,
+  claims: AccessTokenClaims,
+  method: string,
+  path: string,
+  outcome: Outcome,
+): Promise<boolean> {
+  const grant = claims.authorization_details?.find((detail) => detail.type === "agent_task");
+  const tokenActions = (grant?.actions ?? []).map((action) => `${tool.name}:${action}`);
+  const caseSensitive = (tool.config as Partial<HttpToolConfig>).case_sensitive !== false;
+  const candidates = matchActions(
+    tool.actions.map((action) => ({ ...action, pattern: parseHttpPattern(action.spec) })),
+    method,
+    path,
+    caseSensitive,
+  );
+  if (candidates.length === 0) {
+    outcome.reason = "no action of the tool matches the request";
+    return false;
+  }
+  // Among the matching actions, the first the token names is decided; else the first, to be denied.
+  const chosen =
+    candidates.find((action) => tokenActions.includes(`${tool.name}:${action.name}`)) ?? candidates[0];
+  if (chosen === undefined) return false;
+  outcome.action = chosen.name;
+
+  const taskId = claims.task_id;
+  const task = taskId === undefined ? undefined : await dependencies.backend.task(taskId);
+  if (task === undefined || grant === undefined) {
+    outcome.reason = "the token names no task";
+    return false;
+  }
+  const chain = actorChain(claims);
+  outcome.riskScore = dependencies.risk.score(task.id, tool.name);
+  const result = dependencies.backend.policy.evaluate({
+    principal: {
+      type: parseSpiffeId(currentActor(chain))?.path[0] === "human" ? "Human" : "Agent",
+      id: currentActor(chain),
+    },
+    action: `${tool.name}:${chosen.name}`,
+    tool,
+    context: {
+      intent: task.intent,
+      environment: grant.environment,
+      deadline: task.deadline_s,
+      delegation_depth: chain.actors.length,
+      method,
+      path,
+      risk: chosen.risk,
+      risk_score: outcome.riskScore,
+      action_name: `${tool.name}:${chosen.name}`,
+      token_actions: tokenActions,
+      task_join: (claims as { task_join?: unknown }).task_join === true,
+      breakglass: typeof (claims as { breakglass_id?: unknown }).breakglass_id === "string",
+    },
+  });
+  outcome.policies = result.policies;
+  outcome.errors = result.errors;
+  outcome.reason = result.decision === "allow" ? "permitted by policy" : "denied by policy";
+  return result.decision === "allow";
+}
+
+async function forward(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  dependencies: ToolRouteDependencies,
+  forwarder: Forwarder,
+  tool: Tool,
+  config: HttpToolConfig,
+  path: string,
+  rawQuery: string,
+  outcome: Outcome,
+): Promise<FastifyReply> {
+  const values = new Map<string, string>();
+  for (const rule of config.inject) {
+    for (const name of rule.secrets)
+      if (!values.has(name)) values.set(name, await dependencies.backend.secret(tool.name, name));
+  }
+  const injected: Record<string, string> = {};
+  const query = new URLSearchParams(rawQuery);
+  for (const rule of config.inject) {
+    const value = renderTemplate(rule.template, values);
+    if (rule.location === "header") injected[rule.name.toLowerCase()] = value;
+    if (rule.location === "basic")
+      injected.authorization = `Basic ${Buffer.from(`${rule.name}:${value}`).toString("base64")}`;
+    if (rule.location === "query") {
+      query.delete(rule.name);
+      query.append(rule.name, value);
+    }
+  }
+  const hasQueryRule = config.inject.some((rule) => rule.location === "query");
+  const search = hasQueryRule ? query.toString() : rawQuery;
+  const hasBody =
+    request.method !== "GET" &&
+    request.method !== "HEAD" &&
+    request.body !== undefined &&
+    request.body !== null;
+
+  const upstream = await forwarder.forward(
+    {
+      url: `${config.upstream}${path}${search === "" ? "" : `?${search}`}`,
+      method: request.method,
+      headers: request.headers,
+      injected,
+      body: hasBody ? (request.body as import("node:stream").Readable) : null,
+      timeoutMs: config.timeout_ms,
+      maxBodyBytes: config.max_body_bytes,
+    },
+    [...values.values()],
+  );
+  upstream.body.on("error", (error) =>
+    dependencies.log.info(
+      { [logFields.decisionId]: outcome.decisionId, err: error },
+      "upstream response stream failed",
+    ),
+  );
+  return reply
+    .code(upstream.status)
+    .headers({ ...upstream.headers, "writ-decision-id": outcome.decisionId })
+    .send(upstream.body);
+}
+
+/** Appends the decision to the audit log; the request is forwarded only once this resolves. */
+async function record(
+  dependencies: ToolRouteDependencies,
+  outcome: Outcome,
+  verdict: "allowed" | "denied",
+): Promise<void> {
+  const claims = outcome.claims;
+  const chain = claims === undefined ? undefined : actorChain(claims);
+  await dependencies.backend.record({
+    kind: `tool_call.${verdict}`,
+    actor: chain === undefined ? "anonymous" : currentActor(chain),
+    task_id: claims?.task_id ?? null,
+    jti: claims?.jti ?? null,
+    data: {
+      decision_id: outcome.decisionId,
+      decision: verdict === "allowed" ? "allow" : "deny",
+      reason: outcome.reason,
+      sub: chain?.sub ?? null,
+      actors: chain?.actors ?? [],
+      tool: outcome.tool ?? null,
+      action: outcome.action ?? null,
+      method: outcome.method,
+      path: outcome.path ?? null,
+      policies: outcome.policies,
+      errors: outcome.errors,
+      risk_score: outcome.riskScore ?? null,
+      jkt: claims?.cnf.jkt ?? null,
+    },
+  });
+}
+
+async function refuse(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  dependencies: ToolRouteDependencies,
+  error: unknown,
+  outcome: Outcome,
+): Promise<FastifyReply> {
+  const writError = isWritError(error)
+    ? error
+    : new WritError("server_error", "internal error", { cause: error });
+  outcome.reason = writError.detail ?? writError.description;
+  const fields = {
+    [logFields.requestId]: request.id,
+    [logFields.decisionId]: outcome.decisionId,
+    [logFields.taskId]: outcome.claims?.task_id,
+    [logFields.jti]: outcome.claims?.jti,
+    [logFields.errorCode]: writError.code,
+    [logFields.detail]: writError.detail,
+  };
+  if (writError.status >= 500)
+    dependencies.log.error({ ...fields, err: writError.cause ?? writError }, "tool request failed");
+  else dependencies.log.info(fields, "tool request refused");
+  if (reply.sent) return reply;
+  try {
+    await record(dependencies, outcome, "denied");
+  } catch (auditError) {
+    dependencies.log.error({ ...fields, err: auditError }, "audit of a denied tool request failed");
+  }
+  if (
+    writError.code === "invalid_token" ||
+    writError.code === "invalid_dpop_proof" ||
+    writError.code === "use_dpop_nonce"
+  ) {
+    return sendDenial(reply, 401, writError.code, writError.description, outcome);
+  }
+  if (writError.code === "not_found") return sendDenial(reply, 404, "not_found", "no such tool", outcome);
+  if (writError.code === "invalid_request")
+    return sendDenial(reply, 400, "invalid_request", writError.description, outcome);
+  if (writError.code === "temporarily_unavailable") {
+    return sendDenial(reply, 503, "temporarily_unavailable", writError.description, outcome);
+  }
+  return sendDenial(reply, 500, "server_error", "internal error; the gateway log has the detail", outcome);
+}
+
+function sendDenial(
+  reply: FastifyReply,
+  status: number,
+  code: string,
+  description: string,
+  outcome: Outcome,
+): FastifyReply {
+  if (status === 401 || status === 403) {
+    reply.header(
+      "WWW-Authenticate",
+      `DPoP error="${code}", error_description="${description.replace(/"/g, "'")}", algs="${dpopAlgorithms.join(" ")}"`,
+    );
+  }
+  return reply
+    .code(status)
+    .header("Cache-Control", "no-store")
+    .header("Writ-Decision-Id", outcome.decisionId)
+    .send({ error: code, error_description: description, decision_id: outcome.decisionId });
+}

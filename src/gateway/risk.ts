@@ -1,0 +1,68 @@
+import type { Clock } from "../clock.js";
+
+/** Per-task behaviour the score is computed from, kept in this gateway's memory. */
+interface TaskBehaviour {
+  denials: number;
+  /** Request times within the rate window, in milliseconds since the epoch. */
+  recent: number[];
+  tools: Set<string>;
+}
+
+/** The window over which the request rate is counted. */
+const rateWindowMs = 60_000;
+/** Requests per window that count as normal; each one beyond adds a point. */
+const normalRequestsPerWindow = 60;
+const pointsPerDenial = 15;
+const pointsFirstUseOfTool = 10;
+const pointsOffHours = 10;
+/** Hours (UTC) outside which a request counts as off-hours: before 06:00 or from 22:00. */
+const workdayStartHour = 6;
+const workdayEndHour = 22;
+const maxTrackedTasks = 100_000;
+
+/**
+ * A heuristic risk score, 0 to 100, from a task's recent behaviour at this gateway: denials so far,
+ * request rate over the last minute, first use of a tool, and time of day. Policies read it as
+ * `context.risk_score`; it is an input to decisions, not a decision.
+ */
+export class RiskScorer {
+  private readonly tasks = new Map<string, TaskBehaviour>();
+
+  constructor(private readonly clock: Clock) {}
+
+  /** Scores a request about to be decided, and counts it. */
+  score(taskId: string, tool: string): number {
+    const now = this.clock.nowMs();
+    const behaviour = this.behaviour(taskId);
+    behaviour.recent = behaviour.recent.filter((at) => now - at < rateWindowMs);
+    behaviour.recent.push(now);
+
+    let score = behaviour.denials * pointsPerDenial;
+    score += Math.max(0, behaviour.recent.length - normalRequestsPerWindow);
+    if (!behaviour.tools.has(tool)) {
+      score += pointsFirstUseOfTool;
+      behaviour.tools.add(tool);
+    }
+    const hour = new Date(now).getUTCHours();
+    if (hour < workdayStartHour || hour >= workdayEndHour) score += pointsOffHours;
+    return Math.min(100, score);
+  }
+
+  recordDenial(taskId: string): void {
+    this.behaviour(taskId).denials++;
+  }
+
+  forget(taskId: string): void {
+    this.tasks.delete(taskId);
+  }
+
+  private behaviour(taskId: string): TaskBehaviour {
+    let behaviour = this.tasks.get(taskId);
+    if (behaviour === undefined) {
+      if (this.tasks.size >= maxTrackedTasks) this.tasks.clear();
+      behaviour = { denials: 0, recent: [], tools: new Set() };
+      this.tasks.set(taskId, behaviour);
+    }
+    return behaviour;
+  }
+}

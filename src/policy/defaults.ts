@@ -1,0 +1,20 @@
+/**
+ * The policies writ ships. Site policies are added beside them and cannot remove them: a `forbid`
+ * always wins in Cedar.
+ *
+ * - `writ.permit_task_actions`: the token's own actions, unless the action is high-risk, which needs an
+ *   explicit site `permit`.
+ * - `writ.forbid_other_environment`: a task never reaches a tool of another environment.
+ * - `writ.forbid_action_outside_token`: nothing the token does not name.
+ */
+export const defaultPolicies: Readonly<Record<string, string>> = {
+  "writ.permit_task_actions": `permit (principal, action, resource)
+when { context.token_actions.contains(context.action_name) && context.risk != "high" };`,
+  "writ.forbid_other_environment": `forbid (principal, action, resource)
+unless { context.environment == resource.environment };`,
+  "writ.forbid_action_outside_token": `forbid (principal, action, resource)
+unless { context.token_actions.contains(context.action_name) };`,
+};
+
+/** The prefix of shipped policy ids; site policies may not use it. */
+export const defaultPolicyPrefix = "writ.";

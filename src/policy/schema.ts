@@ -1,0 +1,50 @@
+import type { Tool } from "../tools/registry.js";
+
+/** Action groups that every tool action joins: one for its tool kind and one for its risk level. */
+export const actionGroups = ["kind:http", "kind:mcp", "risk:low", "risk:medium", "risk:high"] as const;
+
+/** Tool names that would collide with the action groups' `Action::"…"` ids. */
+export const reservedToolNames = new Set(["kind", "risk"]);
+
+/**
+ * The base of the Cedar schema: identities, tools, environments, and the typed request context that
+ * every action takes. Times are epoch seconds; `risk_score` is 0 to 100.
+ */
+const baseSchema = `
+entity Agent;
+entity Human;
+entity Environment;
+entity Tool {
+  kind: String,
+  environment: String,
+};
+
+type RequestContext = {
+  intent: String,
+  environment: String,
+  deadline: Long,
+  delegation_depth: Long,
+  method: String,
+  path: String,
+  risk: String,
+  risk_score: Long,
+  action_name: String,
+  token_actions: Set<String>,
+  task_join: Bool,
+  breakglass: Bool,
+};
+
+action ${actionGroups.map((group) => `"${group}"`).join(", ")};
+`;
+
+/** Builds the schema in force: the base plus one action per tool action, in its kind and risk groups. */
+export function buildSchema(tools: readonly Tool[]): string {
+  const actions = tools.flatMap((tool) =>
+    tool.actions.map(
+      (action) =>
+        `action "${tool.name}:${action.name}" in ["kind:${tool.kind}", "risk:${action.risk}"] appliesTo {\n` +
+        `  principal: [Agent, Human],\n  resource: [Tool],\n  context: RequestContext,\n};`,
+    ),
+  );
+  return `${baseSchema}\n${actions.join("\n")}\n`;
+}
