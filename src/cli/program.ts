@@ -3,6 +3,7 @@ import { initialise } from "../broker/init.js";
 import { createLogger } from "../log/logger.js";
 import { serve } from "../server/serve.js";
 import { registerAuditCommands } from "./commands/audit.js";
+import { registerPolicyCommands } from "./commands/policies.js";
 import { registerIdentityCommands } from "./commands/identities.js";
 import { registerTaskCommands } from "./commands/tasks.js";
 import { emit } from "./output.js";
@@ -127,5 +128,6 @@ export function buildProgram(): Command {
   registerIdentityCommands(program);
   registerTaskCommands(program);
   registerAuditCommands(program);
+  registerPolicyCommands(program);
   return program;
 }

@@ -21,32 +21,70 @@ export function registerTaskCommands(program: Command): void {
       [],
     )
     .option("--risk <action=level>", "an action's risk level: low (default), medium or high", collect, [])
-    .action((name: string, flags: { kind: string; env: string; action: string[]; risk: string[] }) =>
-      run(program, async (target, options) => {
-        const risks = new Map(flags.risk.map((entry) => entry.split("=", 2) as [string, string]));
-        const actions = flags.action.map((entry) => {
-          const separator = entry.indexOf("=");
-          const actionName = separator === -1 ? entry : entry.slice(0, separator);
-          const spec = separator === -1 ? undefined : entry.slice(separator + 1);
-          const risk = risks.get(actionName);
-          return {
-            name: actionName,
-            ...(spec === undefined ? {} : { spec }),
-            ...(risk === undefined ? {} : { risk }),
-          };
-        });
-        for (const risky of risks.keys()) {
-          if (!actions.some((action) => action.name === risky))
-            throw new Error(`--risk names unknown action "${risky}"`);
-        }
-        const created = await target.client.call<Tool>("POST", "/v1/tools", {
-          name,
-          kind: flags.kind,
-          environment: flags.env,
-          actions,
-        });
-        emit(options, created, () => [`tool ${created.name} added: resource ${created.resource_uri}`]);
-      }),
+    .option("--upstream <url>", "http tools: the upstream base URL the gateway forwards to")
+    .option(
+      "--inject <rule>",
+      "http tools: header:NAME=TEMPLATE, basic:USER=TEMPLATE or query:PARAM=TEMPLATE, with ${secret:NAME}",
+      collect,
+      [],
+    )
+    .option("--case-insensitive", "http tools: match and forward paths in lowercase")
+    .option("--timeout <duration>", "http tools: upstream timeout, such as 30s", "30s")
+    .option("--max-body <bytes>", "http tools: largest request or response body forwarded, in bytes")
+    .option("--gateway <name>", "a registered gateway the tool is assigned to; repeat for each", collect, [])
+    .action(
+      (
+        name: string,
+        flags: {
+          kind: string;
+          env: string;
+          action: string[];
+          risk: string[];
+          upstream?: string;
+          inject: string[];
+          caseInsensitive?: boolean;
+          timeout: string;
+          maxBody?: string;
+          gateway: string[];
+        },
+      ) =>
+        run(program, async (target, options) => {
+          const risks = new Map(flags.risk.map((entry) => entry.split("=", 2) as [string, string]));
+          const actions = flags.action.map((entry) => {
+            const separator = entry.indexOf("=");
+            const actionName = separator === -1 ? entry : entry.slice(0, separator);
+            const spec = separator === -1 ? undefined : entry.slice(separator + 1);
+            const risk = risks.get(actionName);
+            return {
+              name: actionName,
+              ...(spec === undefined ? {} : { spec }),
+              ...(risk === undefined ? {} : { risk }),
+            };
+          });
+          for (const risky of risks.keys()) {
+            if (!actions.some((action) => action.name === risky))
+              throw new Error(`--risk names unknown action "${risky}"`);
+          }
+          const config =
+            flags.upstream === undefined
+              ? undefined
+              : {
+                  upstream: flags.upstream,
+                  inject: flags.inject,
+                  case_sensitive: flags.caseInsensitive !== true,
+                  timeout_ms: parseDuration(flags.timeout) * 1000,
+                  ...(flags.maxBody === undefined ? {} : { max_body_bytes: Number(flags.maxBody) }),
+                  gateways: flags.gateway,
+                };
+          const created = await target.client.call<Tool>("POST", "/v1/tools", {
+            name,
+            kind: flags.kind,
+            environment: flags.env,
+            actions,
+            ...(config === undefined ? {} : { config }),
+          });
+          emit(options, created, () => [`tool ${created.name} added: resource ${created.resource_uri}`]);
+        }),
     );
 
   tool

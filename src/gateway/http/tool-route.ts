@@ -29,7 +29,7 @@ export interface ToolRouteDependencies {
 const toolNamePattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
 /** What was decided about one request, for the audit event and the response. */
-interface Outcome {
+export interface Outcome {
   decisionId: string;
   claims?: AccessTokenClaims;
   tool?: string;
@@ -65,68 +65,22 @@ async function handle(
   dependencies: ToolRouteDependencies,
   forwarder: Forwarder,
 ): Promise<FastifyReply> {
-  const { backend } = dependencies;
   const rawUrl = request.raw.url ?? "/";
   const queryAt = rawUrl.indexOf("?");
-  const rawPath = queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt);
-  const rawQuery = queryAt === -1 ? "" : rawUrl.slice(queryAt + 1);
-  const rest = rawPath.slice("/tools/".length);
-  const slash = rest.indexOf("/");
-  const toolName = slash === -1 ? rest : rest.slice(0, slash);
-  const toolPath = slash === -1 ? "/" : rest.slice(slash);
-  const outcome: Outcome = {
-    decisionId: randomUUID(),
-    method: request.method,
-    policies: [],
-    errors: [],
-    reason: "",
-  };
-
+  const outcome = newOutcome(request.method);
   try {
-    if (!toolNamePattern.test(toolName)) throw new WritError("not_found", "no such tool");
-    outcome.tool = toolName;
-    if (!backend.revocations.isFresh()) {
-      throw new WritError("temporarily_unavailable", "the gateway cannot confirm revocations; retry later", {
-        detail: "revocation feed silent past its bound",
-      });
-    }
-    const claims = await dependencies.authenticator.authenticate(
+    const allowed = await enforce(
+      dependencies,
       {
+        method: request.method,
+        rawPath: queryAt === -1 ? rawUrl : rawUrl.slice(0, queryAt),
         authorizations: headerValues(request, "authorization"),
         proofs: headerValues(request, "dpop"),
-        method: request.method,
-        url: `${backend.publicUrl}${rawPath}`,
+        publicUrl: dependencies.backend.publicUrl,
       },
-      `${backend.publicUrl}/tools/${toolName}`,
+      outcome,
     );
-    outcome.claims = claims;
-    const chain = actorChain(claims);
-    const revoked = backend.revocations.revocationOf({
-      jti: claims.jti,
-      task_id: claims.task_id,
-      identities: [chain.sub, ...chain.actors],
-      iat: claims.iat,
-    });
-    if (revoked !== undefined)
-      throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
-
-    const tool = await backend.tool(toolName);
-    const config = tool?.config as Partial<HttpToolConfig> | undefined;
-    if (tool === undefined || tool.kind !== "http" || config?.upstream === undefined) {
-      throw new WritError("not_found", "no such tool", { detail: "tool missing or has no upstream" });
-    }
-    const httpConfig = config as HttpToolConfig;
-    const normalised = normalisePath(toolPath, { caseSensitive: httpConfig.case_sensitive });
-    if (!normalised.ok)
-      throw new WritError("invalid_request", "the request path is not allowed", {
-        detail: normalised.problem,
-      });
-    outcome.path = normalised.path;
-
-    const decision = await decide(dependencies, tool, claims, request.method, normalised.path, outcome);
-    if (!decision) {
-      dependencies.risk.recordDenial(claims.task_id ?? claims.jti);
-      await record(dependencies, outcome, "denied");
+    if (allowed === undefined) {
       return sendDenial(
         reply,
         403,
@@ -135,21 +89,96 @@ async function handle(
         outcome,
       );
     }
-    await record(dependencies, outcome, "allowed");
-    return await forward(
-      request,
-      reply,
-      dependencies,
-      forwarder,
-      tool,
-      httpConfig,
-      normalised.path,
-      rawQuery,
-      outcome,
-    );
+    const rawQuery = queryAt === -1 ? "" : rawUrl.slice(queryAt + 1);
+    return await forward(request, reply, dependencies, forwarder, allowed, rawQuery, outcome);
   } catch (error) {
     return refuse(request, reply, dependencies, error, outcome);
   }
+}
+
+/** A request as enforcement sees it: its method, raw target path and credentials. */
+export interface EnforcementRequest {
+  method: string;
+  /** The request target's path as received, `/tools/<tool>/…`, without the query. */
+  rawPath: string;
+  authorizations: string[];
+  proofs: string[];
+  /** The URL base the client called, from which the DPoP `htu` is built. */
+  publicUrl: string;
+}
+
+/** An allowed request: the tool, its settings and the normalised path that was authorised. */
+export interface AllowedRequest {
+  tool: Tool;
+  config: HttpToolConfig;
+  path: string;
+}
+
+export function newOutcome(method: string): Outcome {
+  return { decisionId: randomUUID(), method, policies: [], errors: [], reason: "" };
+}
+
+/**
+ * Decides one tool request: authentication, revocation, path normalisation, action matching and
+ * Cedar. Returns the allowed request once its decision is durable in the audit log, or undefined
+ * once its denial is; throws a domain error (and records nothing) for requests refused earlier.
+ */
+export async function enforce(
+  dependencies: ToolRouteDependencies,
+  request: EnforcementRequest,
+  outcome: Outcome,
+): Promise<AllowedRequest | undefined> {
+  const { backend } = dependencies;
+  const rest = request.rawPath.startsWith("/tools/") ? request.rawPath.slice("/tools/".length) : "";
+  const slash = rest.indexOf("/");
+  const toolName = slash === -1 ? rest : rest.slice(0, slash);
+  const toolPath = slash === -1 ? "/" : rest.slice(slash);
+
+  if (!toolNamePattern.test(toolName)) throw new WritError("not_found", "no such tool");
+  outcome.tool = toolName;
+  if (!backend.revocations.isFresh()) {
+    throw new WritError("temporarily_unavailable", "the gateway cannot confirm revocations; retry later", {
+      detail: "revocation feed silent past its bound",
+    });
+  }
+  const claims = await dependencies.authenticator.authenticate(
+    {
+      authorizations: request.authorizations,
+      proofs: request.proofs,
+      method: request.method,
+      url: `${request.publicUrl}${request.rawPath}`,
+    },
+    `${backend.issuer}/tools/${toolName}`,
+  );
+  outcome.claims = claims;
+  const chain = actorChain(claims);
+  const revoked = backend.revocations.revocationOf({
+    jti: claims.jti,
+    task_id: claims.task_id,
+    identities: [chain.sub, ...chain.actors],
+    iat: claims.iat,
+  });
+  if (revoked !== undefined)
+    throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
+
+  const tool = await backend.tool(toolName);
+  const config = tool?.config as Partial<HttpToolConfig> | undefined;
+  if (tool === undefined || tool.kind !== "http" || config?.upstream === undefined) {
+    throw new WritError("not_found", "no such tool", { detail: "tool missing or has no upstream" });
+  }
+  const httpConfig = config as HttpToolConfig;
+  const normalised = normalisePath(toolPath, { caseSensitive: httpConfig.case_sensitive });
+  if (!normalised.ok)
+    throw new WritError("invalid_request", "the request path is not allowed", { detail: normalised.problem });
+  outcome.path = normalised.path;
+
+  if (!(await decide(dependencies, tool, claims, request.method, normalised.path, outcome))) {
+    dependencies.risk.recordDenial(claims.task_id ?? claims.jti);
+    await record(dependencies, outcome, "denied");
+    return undefined;
+  }
+  await record(dependencies, outcome, "allowed");
+  return { tool, config: httpConfig, path: normalised.path };
 }
 
 /** Matches the action, scores the risk and evaluates Cedar; returns whether the request is allowed. */
@@ -221,12 +250,11 @@ async function forward(
   reply: FastifyReply,
   dependencies: ToolRouteDependencies,
   forwarder: Forwarder,
-  tool: Tool,
-  config: HttpToolConfig,
-  path: string,
+  allowed: AllowedRequest,
   rawQuery: string,
   outcome: Outcome,
 ): Promise<FastifyReply> {
+  const { tool, config, path } = allowed;
   const values = new Map<string, string>();
   for (const rule of config.inject) {
     for (const name of rule.secrets)
@@ -307,7 +335,7 @@ async function record(
   });
 }
 
-async function refuse(
+export async function refuse(
   request: FastifyRequest,
   reply: FastifyReply,
   dependencies: ToolRouteDependencies,
