@@ -74,19 +74,36 @@ export class AdminClient {
     return new AdminClient(options.issuer, options.key, fetchImpl, dpop, server);
   }
 
+  /** Sends one authenticated request and returns the raw response, for streams such as the feed. */
+  async open(
+    method: "GET" | "POST",
+    path: string,
+    body?: unknown,
+    accept = "application/json",
+  ): Promise<Response> {
+    const token = await this.accessToken();
+    const headers = new Headers({ accept });
+    if (body !== undefined) headers.set("content-type", "application/json");
+    try {
+      return await oauth.protectedResourceRequest(
+        token,
+        method,
+        new URL(`${this.issuer}${path}`),
+        headers,
+        body === undefined ? null : JSON.stringify(body),
+        this.options(),
+      );
+    } catch (error) {
+      // oauth4webapi throws on a WWW-Authenticate challenge; the response it carries is the answer.
+      const response = (error as { response?: unknown }).response;
+      if (response instanceof Response) return response;
+      throw error;
+    }
+  }
+
   /** Calls the API and returns its JSON answer; throws ApiError on an error answer. */
   async call<T = unknown>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
-    const token = await this.accessToken();
-    const headers = new Headers({ accept: "application/json" });
-    if (body !== undefined) headers.set("content-type", "application/json");
-    const response = await oauth.protectedResourceRequest(
-      token,
-      method,
-      new URL(`${this.issuer}${path}`),
-      headers,
-      body === undefined ? null : JSON.stringify(body),
-      this.options(),
-    );
+    const response = await this.open(method, path, body);
     const text = await response.text();
     const parsed = text === "" ? {} : (JSON.parse(text) as Record<string, unknown>);
     if (!response.ok) {

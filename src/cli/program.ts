@@ -4,6 +4,7 @@ import { createLogger } from "../log/logger.js";
 import { serve } from "../server/serve.js";
 import { registerAuditCommands } from "./commands/audit.js";
 import { registerPolicyCommands } from "./commands/policies.js";
+import { registerGatewayCommands } from "./commands/gateways.js";
 import { registerIdentityCommands } from "./commands/identities.js";
 import { registerTaskCommands } from "./commands/tasks.js";
 import { emit } from "./output.js";
@@ -129,5 +130,6 @@ export function buildProgram(): Command {
   registerTaskCommands(program);
   registerAuditCommands(program);
   registerPolicyCommands(program);
+  registerGatewayCommands(program);
   return program;
 }

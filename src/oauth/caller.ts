@@ -29,5 +29,5 @@ export async function authenticateCaller(
 
 /** Returns whether an identity may read token state: introspection and the revocation feed. */
 export function mayReadTokenState(identity: ClientIdentity): boolean {
-  return identity.kind === "human" && identity.roles.includes("admin");
+  return identity.kind === "gateway" || (identity.kind === "human" && identity.roles.includes("admin"));
 }

@@ -3,12 +3,14 @@ import type { BrokerContext } from "../broker/context.js";
 import { algorithmOf, type ClientKey } from "../attestation/client-assertion.js";
 import { getAgentBySpiffeId } from "../identity/agents.js";
 import { getHumanBySpiffeId } from "../identity/humans.js";
+import { getGatewayBySpiffeId } from "../identity/gateways.js";
 import { parseSpiffeId } from "../identity/spiffe.js";
 
 /** The identity behind an authenticated client. */
 export type ClientIdentity =
   | { kind: "agent"; clientId: string; name: string }
-  | { kind: "human"; clientId: string; id: string; roles: string[] };
+  | { kind: "human"; clientId: string; id: string; roles: string[] }
+  | { kind: "gateway"; clientId: string; name: string; roles: string[] };
 
 /**
  * Looks up the registered key of a client by its SPIFFE ID: an agent that attests with its own key,
@@ -36,6 +38,11 @@ export async function findClientKey(
     if (human === undefined) return undefined;
     return { clientId, publicJwk: human.public_jwk, enabled: human.status === "active" };
   }
+  if (parsed.path[0] === "gateway") {
+    const gateway = await getGatewayBySpiffeId(context, clientId);
+    if (gateway === undefined) return undefined;
+    return { clientId, publicJwk: gateway.public_jwk, enabled: gateway.status === "active" };
+  }
   return undefined;
 }
 
@@ -52,6 +59,12 @@ export async function describeClient(
   if (parsed?.path[0] === "human") {
     const human = await getHumanBySpiffeId(context, clientId);
     return human === undefined ? undefined : { kind: "human", clientId, id: human.id, roles: human.roles };
+  }
+  if (parsed?.path[0] === "gateway") {
+    const gateway = await getGatewayBySpiffeId(context, clientId);
+    return gateway === undefined
+      ? undefined
+      : { kind: "gateway", clientId, name: gateway.name, roles: ["gateway"] };
   }
   return undefined;
 }

@@ -110,7 +110,9 @@ async function issue(
     }
     return issueAgentToken(context, request, attribution, agent, proof);
   }
-  if (client?.kind === "human") return issuePersonToken(context, request, clientId, client.roles, proof);
+  if (client?.kind === "human" || client?.kind === "gateway") {
+    return issueApiToken(context, request, clientId, client.roles, proof);
+  }
   throw new WritError("invalid_client", "client authentication failed", {
     detail: `no identity for ${clientId}`,
   });
@@ -233,8 +235,8 @@ async function issueAgentToken(
   };
 }
 
-/** Issues a person's token for the admin API; its `roles` claim carries what they may do. */
-async function issuePersonToken(
+/** Issues a token for the API to a person or a gateway; its `roles` claim carries what they may do. */
+async function issueApiToken(
   context: BrokerContext,
   request: TokenRequest,
   clientId: string,
@@ -244,10 +246,10 @@ async function issuePersonToken(
   const resources = request.params.get("resource") ?? [];
   const apiResource = adminApiResource(context);
   if (resources.length > 1 || (resources.length === 1 && resources[0] !== apiResource)) {
-    throw new WritError("invalid_target", `a person's token is only for the API at ${apiResource}`);
+    throw new WritError("invalid_target", `an API token is only for the API at ${apiResource}`);
   }
   if (single(request.params, "authorization_details") !== undefined) {
-    throw new WritError("invalid_authorization_details", "a person's token takes no authorization_details");
+    throw new WritError("invalid_authorization_details", "an API token takes no authorization_details");
   }
   const nowS = epochSeconds(context.clock);
   const expiresAtS = nowS + context.config.admin_token_ttl_seconds;

@@ -6,6 +6,7 @@ import { maxRequestBodyBytes } from "../config/defaults.js";
 import { sendError } from "./errors.js";
 import { registerAuditRoutes } from "./routes/audit.js";
 import { registerPolicyRoutes } from "./routes/policies.js";
+import { registerGatewayRoutes } from "./routes/gateways.js";
 import { registerIdentityRoutes } from "./routes/identities.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
 import { registerRevocationFeed } from "./routes/revocations.js";
@@ -52,6 +53,7 @@ export function buildApp(
   registerTaskRoutes(app, context);
   registerAuditRoutes(app, context);
   registerPolicyRoutes(app, context);
+  registerGatewayRoutes(app, context);
   options.gateway?.register(app);
   app.get("/healthz", async () => ({ status: "ok" }));
   return app;

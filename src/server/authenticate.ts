@@ -41,7 +41,6 @@ export async function authenticateApiRequest(
     token,
     {
       issuer: context.issuer,
-      audience: adminApiResource(context),
       clockSkewSeconds: context.config.clock_skew_seconds,
     },
     context,
@@ -69,6 +68,12 @@ export async function authenticateApiRequest(
   if (!(await isTokenLive(context, claims))) {
     throw new WritError("invalid_token", "access token is not valid", {
       detail: `token ${claims.jti} revoked`,
+    });
+  }
+  // A valid token for a tool, such as an agent's, authenticates its holder but is not for the API.
+  if (claims.aud !== adminApiResource(context)) {
+    throw new WritError("access_denied", "this token is not for the API", {
+      detail: `aud ${String(claims.aud)}`,
     });
   }
   return { id: claims.sub, roles: Array.isArray(claims.roles) ? claims.roles : [], claims };

@@ -7,6 +7,7 @@ export type PathProblem =
   | "invalid_encoding"
   | "backslash"
   | "path_parameter"
+  | "fragment"
   | "control_character"
   | "leaves_tool";
 
@@ -17,7 +18,7 @@ const unreserved = /^[A-Za-z0-9\-._~]$/;
 
 /**
  * Normalises the path a request names under a tool, once, before matching: it rejects encoded `/`,
- * `\` and NUL, double encoding, backslashes and `;` parameters; decodes only percent-encoded
+ * `\` and NUL, double encoding, backslashes, `;` parameters and `#`; decodes only percent-encoded
  * unreserved characters (other escapes keep their encoding, in uppercase hex); resolves `.` and `..`
  * segments; collapses repeated slashes; and, for a case-insensitive tool, lowercases. A `..` that
  * would climb above the tool's root is rejected rather than clamped. The result is both what is
@@ -26,6 +27,9 @@ const unreserved = /^[A-Za-z0-9\-._~]$/;
 export function normalisePath(raw: string, options: { caseSensitive: boolean }): NormalisedPath {
   if (raw.includes("\\")) return { ok: false, problem: "backslash" };
   if (raw.includes(";")) return { ok: false, problem: "path_parameter" };
+  // A request target has no fragment, and URL parsers drop everything after `#` when forwarding, so
+  // the upstream would see a shorter path than the one authorised.
+  if (raw.includes("#")) return { ok: false, problem: "fragment" };
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(raw)) return { ok: false, problem: "control_character" };
 

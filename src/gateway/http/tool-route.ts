@@ -290,7 +290,7 @@ async function forward(
       timeoutMs: config.timeout_ms,
       maxBodyBytes: config.max_body_bytes,
     },
-    [...values.values()],
+    echoedForms(values, config),
   );
   upstream.body.on("error", (error) =>
     dependencies.log.info(
@@ -302,6 +302,26 @@ async function forward(
     .code(upstream.status)
     .headers({ ...upstream.headers, "writ-decision-id": outcome.decisionId })
     .send(upstream.body);
+}
+
+/**
+ * Returns the forms in which an upstream could echo an injected credential in a response header: each
+ * secret as is, percent-encoded as in a path or a query, and the base64 `USER:PASSWORD` of a Basic rule.
+ */
+function echoedForms(values: ReadonlyMap<string, string>, config: HttpToolConfig): string[] {
+  const forms = new Set<string>();
+  for (const value of values.values()) {
+    forms.add(value);
+    forms.add(encodeURIComponent(value));
+    forms.add(new URLSearchParams([["", value]]).toString().slice(1));
+  }
+  for (const rule of config.inject) {
+    if (rule.location === "basic") {
+      const password = renderTemplate(rule.template, values);
+      forms.add(Buffer.from(`${rule.name}:${password}`).toString("base64"));
+    }
+  }
+  return [...forms];
 }
 
 /** Appends the decision to the audit log; the request is forwarded only once this resolves. */

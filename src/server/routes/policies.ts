@@ -27,7 +27,7 @@ export function registerPolicyRoutes(app: FastifyInstance, context: BrokerContex
     return { policies: stored };
   });
 
-  apiRoute(app, context, "GET", "/v1/policies", ["admin", "auditor"], async () => ({
+  apiRoute(app, context, "GET", "/v1/policies", ["admin", "auditor", "gateway"], async () => ({
     site: await listSitePolicies(context),
     in_force: await policiesInForce(context),
     schema: context.policy.schema(),

@@ -11,7 +11,7 @@ import { apiRoute } from "./api.js";
  * every `revocation_heartbeat_seconds`, so a follower can tell a quiet feed from a broken one.
  */
 export function registerRevocationFeed(app: FastifyInstance, context: BrokerContext): void {
-  apiRoute(app, context, "GET", "/v1/revocations", ["admin"], async (caller, request, reply) => {
+  apiRoute(app, context, "GET", "/v1/revocations", ["admin", "gateway"], async (caller, request, reply) => {
     const query = request.query as { cursor?: string };
     const requested = query.cursor ?? (request.headers["last-event-id"] as string | undefined);
     const cursor = requested === undefined ? undefined : Number(requested);

@@ -25,16 +25,23 @@ export function registerTaskRoutes(app: FastifyInstance, context: BrokerContext)
     return tool;
   });
 
-  apiRoute(app, context, "GET", "/v1/tools", ["admin", "auditor"], async () => ({
+  apiRoute(app, context, "GET", "/v1/tools", ["admin", "auditor", "gateway"], async () => ({
     tools: await listTools(context),
   }));
 
-  apiRoute(app, context, "GET", "/v1/tools/:name", ["admin", "auditor"], async (_caller, request) => {
-    const { name } = request.params as { name: string };
-    const tool = await getTool(context, name);
-    if (tool === undefined) throw new WritError("not_found", `tool "${name}" not found`);
-    return tool;
-  });
+  apiRoute(
+    app,
+    context,
+    "GET",
+    "/v1/tools/:name",
+    ["admin", "auditor", "gateway"],
+    async (_caller, request) => {
+      const { name } = request.params as { name: string };
+      const tool = await getTool(context, name);
+      if (tool === undefined) throw new WritError("not_found", `tool "${name}" not found`);
+      return tool;
+    },
+  );
 
   apiRoute(app, context, "POST", "/v1/tasks", ["admin"], async (caller, request, reply) => {
     const body = bodyObject(request);
@@ -64,10 +71,17 @@ export function registerTaskRoutes(app: FastifyInstance, context: BrokerContext)
     };
   });
 
-  apiRoute(app, context, "GET", "/v1/tasks/:id", ["admin", "auditor"], async (_caller, request) => {
-    const { id } = request.params as { id: string };
-    return requireTask(context, id);
-  });
+  apiRoute(
+    app,
+    context,
+    "GET",
+    "/v1/tasks/:id",
+    ["admin", "auditor", "gateway"],
+    async (_caller, request) => {
+      const { id } = request.params as { id: string };
+      return requireTask(context, id);
+    },
+  );
 
   apiRoute(app, context, "POST", "/v1/tasks/:id/end", ["admin"], async (caller, request) => {
     const { id } = request.params as { id: string };

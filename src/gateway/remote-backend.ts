@@ -1,0 +1,166 @@
+import { importJWK, type JWK } from "jose";
+import type { Logger } from "pino";
+import type { AuditInput } from "../audit/log.js";
+import type { AdminClient } from "../cli/admin-client.js";
+import type { Clock } from "../clock.js";
+import { PolicyEngine } from "../policy/engine.js";
+import type { Task } from "../tasks/tasks.js";
+import type { Tool } from "../tools/registry.js";
+import type { GatewayBackend, TaskFacts, VerificationKey } from "./backend.js";
+import { FeedFollower } from "./feed-follower.js";
+import { RevocationState } from "./revocation-state.js";
+import type { AuditSpool } from "./spool.js";
+
+/** The shortest interval between two key set fetches caused by unknown `kid`s, in milliseconds. */
+const keySetRefreshMs = 30_000;
+/** How long tools, policies and credentials are used before they are fetched again, in milliseconds. */
+const refreshMs = 5000;
+/** How long the gateway waits for the first snapshot at start before serving (and denying). */
+const firstSnapshotWaitMs = 5000;
+
+export interface RemoteBackendOptions {
+  client: AdminClient;
+  issuer: string;
+  publicUrl: string;
+  spool: AuditSpool;
+  clock: Clock;
+  log: Logger;
+  silenceBoundMs: number;
+}
+
+/**
+ * The backend of a gateway that runs apart from the broker, as its own registered identity. It
+ * reads keys, tools, tasks, policies and credentials from the broker's API and keeps the last good
+ * copy when the broker is unreachable, follows the revocation feed (failing closed past the silence
+ * bound), and makes each decision durable in its local spool before the request goes on.
+ */
+export async function createRemoteBackend(options: RemoteBackendOptions): Promise<GatewayBackend> {
+  const { client, log } = options;
+  const revocations = new RevocationState(options.clock, options.silenceBoundMs);
+  const follower = new FeedFollower(client, revocations, log);
+  const policy = new PolicyEngine();
+  const keys = new Map<string, VerificationKey>();
+  let keysFetchedAtMs = -Infinity;
+  const tools = new Map<string, { tool: Tool | undefined; atMs: number }>();
+  const tasks = new Map<string, TaskFacts>();
+  const secrets = new Map<string, { value: string; atMs: number }>();
+
+  const fetchKeys = async (): Promise<void> => {
+    keysFetchedAtMs = options.clock.nowMs();
+    const response = await fetch(`${options.issuer}/jwks.json`);
+    if (!response.ok) throw new Error(`JWKS request answered ${response.status}`);
+    const { keys: published } = (await response.json()) as { keys: JWK[] };
+    for (const jwk of published) {
+      if (typeof jwk.kid !== "string" || typeof jwk.alg !== "string" || keys.has(jwk.kid)) continue;
+      keys.set(jwk.kid, { key: (await importJWK(jwk, jwk.alg)) as VerificationKey["key"], alg: jwk.alg });
+    }
+  };
+
+  const refreshPolicy = async (): Promise<void> => {
+    const [{ tools: registered }, { site }] = await Promise.all([
+      client.call<{ tools: Tool[] }>("GET", "/v1/tools"),
+      client.call<{ site: { id: string; text: string }[] }>("GET", "/v1/policies"),
+    ]);
+    policy.load(registered, Object.fromEntries(site.map((entry) => [entry.id, entry.text])));
+    const now = options.clock.nowMs();
+    for (const tool of registered) tools.set(tool.name, { tool, atMs: now });
+  };
+
+  const refresh = async (): Promise<void> => {
+    try {
+      await refreshPolicy();
+    } catch (error) {
+      log.warn({ err: error }, "refreshing tools and policies from the broker failed; keeping the last copy");
+    }
+  };
+
+  await Promise.allSettled([fetchKeys(), refreshPolicy()]).then((results) => {
+    for (const result of results) {
+      if (result.status === "rejected")
+        log.warn({ err: result.reason }, "initial fetch from the broker failed");
+    }
+  });
+  await follower.start(firstSnapshotWaitMs);
+  const timer = setInterval(() => void refresh(), refreshMs);
+  timer.unref();
+
+  return {
+    issuer: options.issuer,
+    publicUrl: options.publicUrl,
+    revocations,
+    policy,
+    async verificationKey(kid) {
+      const known = keys.get(kid);
+      if (known !== undefined) return known;
+      if (options.clock.nowMs() - keysFetchedAtMs < keySetRefreshMs) return undefined;
+      try {
+        await fetchKeys();
+      } catch (error) {
+        log.warn({ err: error, kid }, "fetching the broker's JWKS failed");
+      }
+      return keys.get(kid);
+    },
+    async tool(name) {
+      const cached = tools.get(name);
+      if (cached !== undefined && options.clock.nowMs() - cached.atMs < refreshMs) return cached.tool;
+      try {
+        const tool = await client.call<Tool>("GET", `/v1/tools/${encodeURIComponent(name)}`);
+        tools.set(name, { tool, atMs: options.clock.nowMs() });
+        return tool;
+      } catch (error) {
+        if ((error as { status?: number }).status === 404) {
+          tools.set(name, { tool: undefined, atMs: options.clock.nowMs() });
+          return undefined;
+        }
+        log.warn({ err: error, tool: name }, "fetching a tool from the broker failed; using the last copy");
+        return cached?.tool;
+      }
+    },
+    async task(id) {
+      const cached = tasks.get(id);
+      if (cached !== undefined) return cached;
+      try {
+        const task = await client.call<Task>("GET", `/v1/tasks/${encodeURIComponent(id)}`);
+        const facts: TaskFacts = {
+          id: task.id,
+          intent: task.intent,
+          environment: task.environment,
+          deadline_s: task.deadline_s,
+          initiator: task.initiator,
+        };
+        tasks.set(id, facts);
+        return facts;
+      } catch (error) {
+        log.warn({ err: error, task_id: id }, "fetching a task from the broker failed");
+        return undefined;
+      }
+    },
+    async record(event: AuditInput) {
+      await options.spool.append(event);
+    },
+    async secret(tool, name) {
+      const key = `${tool}\u0000${name}`;
+      const cached = secrets.get(key);
+      if (cached !== undefined && options.clock.nowMs() - cached.atMs < refreshMs) return cached.value;
+      try {
+        const { value } = await client.call<{ value: string }>(
+          "GET",
+          `/v1/credentials/${encodeURIComponent(tool)}/${encodeURIComponent(name)}`,
+        );
+        secrets.set(key, { value, atMs: options.clock.nowMs() });
+        return value;
+      } catch (error) {
+        if (cached !== undefined) {
+          log.warn({ err: error, tool }, "fetching a credential failed; using the copy in memory");
+          return cached.value;
+        }
+        throw error;
+      }
+    },
+    async close() {
+      clearInterval(timer);
+      follower.stop();
+      await options.spool.close();
+    },
+  };
+}

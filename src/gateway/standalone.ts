@@ -1,0 +1,97 @@
+import { randomUUID } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import Fastify, { type FastifyServerOptions } from "fastify";
+import type { Logger } from "pino";
+import { AdminClient, readKeyFile } from "../cli/admin-client.js";
+import { systemClock } from "../clock.js";
+import * as defaults from "../config/defaults.js";
+import { isLoopbackHost, normalisePublicUrl } from "../config/public-url.js";
+import { parseListen } from "../server/serve.js";
+import { createGateway } from "./gateway.js";
+import { createRemoteBackend } from "./remote-backend.js";
+import { AuditSpool } from "./spool.js";
+
+export interface StandaloneOptions {
+  brokerUrl: string;
+  keyFile: string;
+  listen: string;
+  /** The URL agents reach this gateway at; defaults to `http://<listen>`. */
+  publicUrl?: string;
+  /** Where the audit spool lives. */
+  dataDir: string;
+  silenceBoundSeconds?: number;
+  log: Logger;
+}
+
+export interface RunningGateway {
+  address: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs a gateway apart from the broker: it authenticates as its own registered identity, follows
+ * the broker's feed, and serves `/tools/<tool>/…` on its own listener.
+ */
+export async function runStandaloneGateway(options: StandaloneOptions): Promise<RunningGateway> {
+  const { host, port } = parseListen(options.listen);
+  if (!isLoopbackHost(host)) {
+    throw new Error(
+      `refusing to listen on "${options.listen}" without TLS: run the gateway on loopback behind a TLS proxy`,
+    );
+  }
+  const metadata = await fetch(
+    `${options.brokerUrl.replace(/\/+$/, "")}/.well-known/oauth-authorization-server`,
+  );
+  if (!metadata.ok)
+    throw new Error(`no writ broker at "${options.brokerUrl}": metadata answered ${metadata.status}`);
+  const { issuer } = (await metadata.json()) as { issuer: string };
+  const client = await AdminClient.connect({ issuer, key: await readKeyFile(options.keyFile) });
+
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const spool = new AuditSpool(join(resolve(options.dataDir), "gateway-spool.db"), client, options.log);
+  await spool.start();
+  const backend = await createRemoteBackend({
+    client,
+    issuer,
+    publicUrl: normalisePublicUrl(options.publicUrl ?? `http://${options.listen}`),
+    spool,
+    clock: systemClock,
+    log: options.log,
+    silenceBoundMs: (options.silenceBoundSeconds ?? defaults.revocationSilenceBoundSeconds) * 1000,
+  });
+  const gateway = createGateway({
+    backend,
+    clock: systemClock,
+    log: options.log,
+    dpop: {
+      maxAgeSeconds: defaults.dpopProofMaxAgeSeconds,
+      maxFutureSeconds: defaults.dpopProofMaxFutureSeconds,
+      clockSkewSeconds: defaults.clockSkewSeconds,
+    },
+  });
+  const app = Fastify({
+    loggerInstance: options.log,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    forceCloseConnections: true,
+  } as FastifyServerOptions);
+  gateway.register(app);
+  app.get("/healthz", async (_request, reply) =>
+    backend.revocations.isFresh()
+      ? { status: "ok" }
+      : reply.code(503).send({ status: "stale", reason: "revocation feed not heard within its bound" }),
+  );
+  await app.listen({ host, port });
+  const bound = app.server.address();
+  const address = typeof bound === "object" && bound !== null ? `${host}:${bound.port}` : options.listen;
+  options.log.info({ listen: address, broker: issuer, public_url: backend.publicUrl }, "gateway started");
+  return {
+    address,
+    async close() {
+      await app.close();
+      await gateway.close();
+      options.log.info({ listen: address }, "gateway stopped");
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import type { FastifyInstance } from "fastify";
+import type { JWK } from "jose";
+import type { BrokerContext } from "../../broker/context.js";
+import { WritError } from "../../errors/writ-error.js";
+import { addGateway, getGatewayBySpiffeId, listGateways } from "../../identity/gateways.js";
+import { readSecret } from "../../secrets/secrets.js";
+import type { HttpToolConfig } from "../../tools/http-config.js";
+import { getTool } from "../../tools/registry.js";
+import { apiRoute, bodyObject, stringMember } from "./api.js";
+
+/** Registers the API for gateways: registration, decision recording and the credential API. */
+export function registerGatewayRoutes(app: FastifyInstance, context: BrokerContext): void {
+  apiRoute(app, context, "POST", "/v1/gateways", ["admin"], async (caller, request, reply) => {
+    const body = bodyObject(request);
+    if (typeof body.public_jwk !== "object" || body.public_jwk === null) {
+      throw new WritError("invalid_request", '"public_jwk" must be a JWK object');
+    }
+    const gateway = await addGateway(context, caller.id, {
+      name: stringMember(body, "name"),
+      public_jwk: body.public_jwk as JWK,
+      tls_cert_sha256: typeof body.tls_cert_sha256 === "string" ? body.tls_cert_sha256 : null,
+      public_url: typeof body.public_url === "string" ? body.public_url : null,
+    });
+    reply.code(201);
+    return gateway;
+  });
+
+  apiRoute(app, context, "GET", "/v1/gateways", ["admin", "auditor"], async () => ({
+    gateways: await listGateways(context),
+  }));
+
+  // A separate gateway ships the decisions it already made durable in its local spool.
+  apiRoute(app, context, "POST", "/v1/decisions", ["gateway"], async (caller, request) => {
+    const body = bodyObject(request);
+    if (!Array.isArray(body.events) || body.events.length === 0 || body.events.length > 1000) {
+      throw new WritError("invalid_request", '"events" must be an array of 1 to 1000 decision events');
+    }
+    const inputs = body.events.map((entry: unknown) => {
+      const event = (typeof entry === "object" && entry !== null ? entry : {}) as Record<string, unknown>;
+      const kind = typeof event.kind === "string" ? event.kind : "";
+      if (!/^tool_call\.(allowed|denied)$/.test(kind)) {
+        throw new WritError(
+          "invalid_request",
+          `a gateway records only tool_call.allowed and tool_call.denied, not "${kind}"`,
+        );
+      }
+      if (typeof event.actor !== "string")
+        throw new WritError("invalid_request", "every event needs an actor");
+      const data =
+        typeof event.data === "object" && event.data !== null ? (event.data as Record<string, unknown>) : {};
+      return {
+        kind,
+        actor: event.actor,
+        task_id: typeof event.task_id === "string" ? event.task_id : null,
+        jti: typeof event.jti === "string" ? event.jti : null,
+        data: { ...data, gateway: caller.id },
+      };
+    });
+    // Appended in order; group commit puts them in as few transactions as the queue allows.
+    const records = await Promise.all(inputs.map((input) => context.audit.append(input)));
+    return { seqs: records.map((record) => record.seq) };
+  });
+
+  // The credential API releases a tool's secret only to a gateway the tool is assigned to, and only
+  // a secret the tool's injection rules name. Every release is audited before the value leaves.
+  apiRoute(
+    app,
+    context,
+    "GET",
+    "/v1/credentials/:tool/:secret",
+    ["gateway"],
+    async (caller, request, reply) => {
+      const { tool: toolName, secret } = request.params as { tool: string; secret: string };
+      const gateway = await getGatewayBySpiffeId(context, caller.id);
+      const tool = await getTool(context, toolName);
+      const config = tool?.config as Partial<HttpToolConfig> | undefined;
+      const assigned = gateway !== undefined && (config?.gateways ?? []).includes(gateway.name);
+      const named = (config?.inject ?? []).some((rule) => rule.secrets.includes(secret));
+      if (!assigned || !named) {
+        throw new WritError("not_found", "no such credential", {
+          detail: `gateway ${caller.id} requested ${secret} of tool ${toolName}`,
+        });
+      }
+      await context.audit.append({
+        kind: "credential.released",
+        actor: caller.id,
+        data: { tool: toolName, secret, gateway: caller.id },
+      });
+      const value = await readSecret(context, secret);
+      reply.header("Cache-Control", "no-store");
+      return { value: value.toString("utf8") };
+    },
+  );
+}
