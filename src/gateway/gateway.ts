@@ -6,6 +6,7 @@ import type { DpopPolicy } from "../dpop/verify-proof.js";
 import { RequestAuthenticator } from "./authenticate.js";
 import type { GatewayBackend } from "./backend.js";
 import { registerToolRoute } from "./http/tool-route.js";
+import { registerAuthorizeRoute, type CallerByCertificate } from "./http/authorize-route.js";
 import { RiskScorer } from "./risk.js";
 
 /** Interval at which the gateway drops expired revocations and replay entries. */
@@ -27,6 +28,8 @@ export function createGateway(options: {
   clock: Clock;
   log: Logger;
   dpop: DpopPolicy;
+  /** When set, the decision API for external proxies is served too, to callers this function finds. */
+  callerByCertificate?: CallerByCertificate;
 }): Gateway {
   const replay = new MemoryReplayCache(options.clock);
   const authenticator = new RequestAuthenticator(options.backend, options.dpop, options.clock, replay);
@@ -39,13 +42,17 @@ export function createGateway(options: {
   return {
     backend: options.backend,
     register(app) {
-      registerToolRoute(app, {
+      const dependencies = {
         backend: options.backend,
         authenticator,
         risk,
         clock: options.clock,
         log: options.log,
-      });
+      };
+      registerToolRoute(app, dependencies);
+      if (options.callerByCertificate !== undefined) {
+        registerAuthorizeRoute(app, dependencies, options.callerByCertificate);
+      }
     },
     async close() {
       clearInterval(timer);

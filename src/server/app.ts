@@ -18,7 +18,10 @@ import { registerTaskRoutes } from "./routes/tasks.js";
  */
 export function buildApp(
   context: BrokerContext,
-  options: { https?: { cert: Buffer; key: Buffer }; gateway?: Gateway } = {},
+  options: {
+    https?: { cert: Buffer; key: Buffer; requestCert?: boolean; rejectUnauthorized?: boolean };
+    gateway?: Gateway;
+  } = {},
 ): FastifyInstance {
   const app = Fastify({
     loggerInstance: context.log,

@@ -8,6 +8,7 @@ import { buildApp } from "./app.js";
 import type { BrokerContext } from "../broker/context.js";
 import { createGateway, type Gateway } from "../gateway/gateway.js";
 import { createLocalBackend } from "../gateway/local-backend.js";
+import { getGatewayByCertificate } from "../identity/gateways.js";
 
 /** The file a running server writes into its data directory, so the CLI acts through its API. */
 export const serverFileName = "server.json";
@@ -64,7 +65,14 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   const https =
     certPath === undefined || keyPath === undefined
       ? undefined
-      : { cert: await readFile(certPath), key: await readFile(keyPath) };
+      : {
+          cert: await readFile(certPath),
+          key: await readFile(keyPath),
+          // Clients may present a certificate: the decision API identifies gateways by its fingerprint,
+          // pinned at registration, so no CA decides who may call.
+          requestCert: true,
+          rejectUnauthorized: false,
+        };
 
   const broker = await openBroker({ dataDir: options.dataDir, config, log: options.log });
   const gateway = await createEmbeddedGateway(broker.context);
@@ -105,6 +113,12 @@ async function createEmbeddedGateway(context: BrokerContext): Promise<Gateway> {
     backend,
     clock: context.clock,
     log: context.log,
+    callerByCertificate: async (fingerprint) => {
+      const gateway = await getGatewayByCertificate(context, fingerprint);
+      return gateway === undefined
+        ? undefined
+        : { id: gateway.spiffe_id, publicUrl: gateway.public_url ?? context.issuer };
+    },
     dpop: {
       maxAgeSeconds: context.config.dpop_proof_max_age_seconds,
       maxFutureSeconds: context.config.dpop_proof_max_future_seconds,

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { Transform, type Readable } from "node:stream";
 import { Agent, request } from "undici";
-import { WritError } from "../../errors/writ-error.js";
+import { WritError, isWritError } from "../../errors/writ-error.js";
 
 /** Hop-by-hop fields (RFC 9110 section 7.6.1), never forwarded in either direction. */
 const hopByHop = new Set([
@@ -71,6 +71,8 @@ export class Forwarder {
         bodyTimeout: upstream.timeoutMs,
       });
     } catch (error) {
+      // The body limit fails the request stream with its own error; that is the client's fault.
+      if (isWritError(error)) throw error;
       const code = (error as { code?: string }).code;
       const timedOut = code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
       throw new WritError(
