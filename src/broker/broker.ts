@@ -86,13 +86,21 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
 
   let timer: NodeJS.Timeout | undefined;
   let sweeping = false;
+  let sweeps = 0;
   const sweep = async (): Promise<void> => {
     if (sweeping) return;
     sweeping = true;
     try {
       await expireDueTasks(context);
       await feed.poll();
-      await context.replay.purge();
+      sweeps++;
+      // Less urgent upkeep runs every twentieth sweep: purges, and keys or policies changed by peers.
+      if (sweeps % 20 === 0) {
+        await context.replay.purge();
+        await feed.purge();
+        await keys.load(config.signing_alg);
+        await reloadPolicies(context);
+      }
     } catch (error) {
       log.error({ err: error }, "sweep failed; retrying at the next interval");
     } finally {

@@ -11,7 +11,7 @@ import { logFields } from "../log/fields.js";
 import { isTaskLive, getTask } from "../tasks/tasks.js";
 import { mintAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
 import { parseAgentTaskRequest, type AgentTaskGrant } from "../tokens/authorization-details.js";
-import { getToolByResource } from "../tools/registry.js";
+import { getTool, getToolByResource } from "../tools/registry.js";
 import { describeClient, findClientKey } from "./clients.js";
 import { single, type FormParams } from "./params.js";
 
@@ -184,7 +184,7 @@ async function issueAgentToken(
   if (resource === undefined) {
     if (task.tools.length !== 1)
       throw new WritError("invalid_target", "the task has several tools: name one as resource");
-    resource = `${context.issuer}/tools/${task.tools[0]}`;
+    resource = (await getTool(context, task.tools[0] as string))?.resource_uri ?? "";
   }
   const tool = await getToolByResource(context, resource);
   if (tool === undefined || !task.tools.includes(tool.name)) {

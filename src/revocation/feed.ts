@@ -55,9 +55,9 @@ export class RevocationFeed {
   /** Inserts a revocation within `trx` and returns its sequence number; call `poll` after commit. */
   async insertWithin(trx: Transaction<Database>, revocation: NewRevocation): Promise<number> {
     if (this.store.dialect === "postgres") {
-      // A sequence hands out numbers before commit, so without this lock a peer could commit seq n+1
-      // before seq n; a poll in between would move past n and never emit it. The lock, held until
-      // commit, makes commit order equal seq order. It does not block plain reads.
+      // A sequence hands out numbers before commit, so a peer could commit seq n+1 before seq n. A
+      // poll in between would then move past n and never emit it. Held until commit, this lock makes
+      // commit order equal seq order, and plain reads do not wait for it.
       // NOTE: a batch that also appends audit events can deadlock with a peer's batch that takes the
       // head row first; PostgreSQL then aborts one, and the write queue retries its writes one by one.
       await sql`lock table revocations in share row exclusive mode`.execute(trx);

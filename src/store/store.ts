@@ -20,7 +20,8 @@ import type { Database } from "./schema.js";
 export type Dialect = "sqlite" | "postgres";
 
 /** Where the store lives: a SQLite file (the embedded default) or a PostgreSQL connection string. */
-export type StoreLocation = { kind: "sqlite"; file: string } | { kind: "postgres"; url: string };
+export type StoreLocation =
+  { kind: "sqlite"; file: string; readonly?: boolean } | { kind: "postgres"; url: string };
 
 /** Connections in the PostgreSQL pool of one broker process. */
 const postgresPoolMax = 10;
@@ -37,6 +38,7 @@ export class Store {
 
   /** Opens the store and applies any pending migrations. */
   static async open(location: StoreLocation): Promise<Store> {
+    if (location.kind === "sqlite" && location.readonly === true) return openSqliteReadOnly(location.file);
     const store = location.kind === "sqlite" ? openSqlite(location.file) : openPostgres(location.url);
     await store.migrate();
     return store;
@@ -59,6 +61,15 @@ export class Store {
   async close(): Promise<void> {
     await this.db.destroy();
   }
+}
+
+/**
+ * Opens an existing SQLite file, such as a copy under investigation, without creating, migrating or
+ * writing anything; a missing file is an error.
+ */
+function openSqliteReadOnly(file: string): Store {
+  const database = new SqliteDatabase(file, { readonly: true, fileMustExist: true });
+  return new Store(new Kysely<Database>({ dialect: new SqliteDialect({ database }) }), "sqlite");
 }
 
 function openSqlite(file: string): Store {

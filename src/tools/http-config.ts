@@ -101,9 +101,10 @@ export function parseHttpToolConfig(input: {
   if (upstream.protocol !== "http:" && upstream.protocol !== "https:") {
     throw new WritError("invalid_request", `invalid upstream "${input.upstream}": use http or https`);
   }
+  // `search` and `hash` are empty for a bare `?` or `#`, which `href` keeps, so `href` is checked.
   if (
-    upstream.search !== "" ||
-    upstream.hash !== "" ||
+    upstream.href.includes("?") ||
+    upstream.href.includes("#") ||
     upstream.username !== "" ||
     upstream.password !== ""
   ) {

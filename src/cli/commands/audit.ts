@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import type { AuditRecord } from "../../audit/chain.js";
 import { readAuditEvents } from "../../audit/read.js";
@@ -57,7 +58,9 @@ export function registerAuditCommands(program: Command): void {
         const location =
           flags.db === undefined
             ? storeLocation(dataDirectory(options), await loadConfig(dataDirectory(options)))
-            : ({ kind: "sqlite", file: flags.db } as const);
+            : ({ kind: "sqlite", file: flags.db, readonly: true } as const);
+        if (flags.db !== undefined && !existsSync(flags.db))
+          throw new Error(`database file "${flags.db}" not found`);
         store = await Store.open(location);
         const verdict = verifyChain(await readAuditEvents(store));
         emit(options, verdict, () =>

@@ -25,6 +25,11 @@ export function registerIdentityCommands(program: Command): void {
         run(program, async (target, options) => {
           if (flags.alg !== "Ed25519" && flags.alg !== "ES256")
             throw new Error(`invalid --alg "${flags.alg}": use Ed25519 or ES256`);
+          if (flags.federated === true && flags.keyOut !== undefined) {
+            throw new Error(
+              "--federated registers no key, so --key-out has nothing to write; give one or the other",
+            );
+          }
           if (flags.federated !== true && flags.keyOut === undefined) {
             throw new Error(
               "give --key-out FILE for the agent's private key, or --federated for a key-less agent",

@@ -71,7 +71,7 @@ export class Forwarder {
         bodyTimeout: upstream.timeoutMs,
       });
     } catch (error) {
-      // The body limit fails the request stream with its own error; that is the client's fault.
+      // A body over the limit fails the request stream with a WritError: a client error, not an upstream one.
       if (isWritError(error)) throw error;
       const code = (error as { code?: string }).code;
       const timedOut = code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";

@@ -55,7 +55,7 @@ export function registerTaskRoutes(app: FastifyInstance, context: BrokerContext)
       intent: stringMember(body, "intent"),
       actions: body.actions as string[],
       environment: stringMember(body, "environment"),
-      ttl_seconds: typeof body.ttl_seconds === "number" ? body.ttl_seconds : taskTtlSeconds,
+      ttl_seconds: body.ttl_seconds === undefined ? taskTtlSeconds : (body.ttl_seconds as number),
     });
     reply.code(201);
     return task;
