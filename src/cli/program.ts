@@ -5,6 +5,7 @@ import { serve } from "../server/serve.js";
 import { registerAuditCommands } from "./commands/audit.js";
 import { registerPolicyCommands } from "./commands/policies.js";
 import { registerGatewayCommands } from "./commands/gateways.js";
+import { registerDemoCommand } from "./commands/demo.js";
 import { registerIdentityCommands } from "./commands/identities.js";
 import { registerTaskCommands } from "./commands/tasks.js";
 import { emit } from "./output.js";
@@ -131,5 +132,6 @@ export function buildProgram(): Command {
   registerAuditCommands(program);
   registerPolicyCommands(program);
   registerGatewayCommands(program);
+  registerDemoCommand(program);
   return program;
 }
