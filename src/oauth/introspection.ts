@@ -40,8 +40,9 @@ export async function handleIntrospection(
     throw new WritError("access_denied", "the caller may not introspect tokens", { detail: caller.clientId });
   }
   const token = required(params, "token");
-  const hint = single(params, "token_type_hint");
-  if (hint !== undefined && hint !== "access_token") return { active: false };
+  // writ issues access tokens only, and RFC 7662 section 2.1 requires searching past a wrong hint, so
+  // the hint is read only to reject a repeated parameter.
+  single(params, "token_type_hint");
 
   let claims: AccessTokenClaims;
   try {

@@ -1,5 +1,11 @@
 import { randomUUID } from "node:crypto";
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from "fastify";
+import { WritError } from "../errors/writ-error.js";
 import type { BrokerContext } from "../broker/context.js";
 import type { Gateway } from "../gateway/gateway.js";
 import { maxRequestBodyBytes } from "../config/defaults.js";
@@ -32,6 +38,15 @@ export function buildApp(
     trustProxy: false,
     // Revocation feed followers hold connections open; closing must not wait for them to leave.
     forceCloseConnections: true,
+    // Errors Fastify raises before routing, such as a malformed percent-escape, get the same body as
+    // every other refusal.
+    frameworkErrors: (error: Error, request: FastifyRequest, reply: FastifyReply) =>
+      sendError(
+        context,
+        request,
+        reply,
+        new WritError("invalid_request", "the request URL is malformed", { cause: error }),
+      ),
     ...(options.https === undefined ? {} : { https: options.https }),
   } as FastifyServerOptions);
 

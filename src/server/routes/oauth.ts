@@ -1,9 +1,10 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { BrokerContext } from "../../broker/context.js";
 import { acceptedClientAlgorithms } from "../../identity/keys.js";
 import { dpopAlgorithms } from "../../dpop/verify-proof.js";
 import { handleIntrospection } from "../../oauth/introspection.js";
-import { parseForm } from "../../oauth/params.js";
+import { WritError } from "../../errors/writ-error.js";
+import { parseForm, type FormParams } from "../../oauth/params.js";
 import { handleRevocation } from "../../oauth/revocation-endpoint.js";
 import { clientCredentialsGrant, handleTokenRequest, jwtBearerGrant } from "../../oauth/token-endpoint.js";
 import { agentTaskType } from "../../tokens/authorization-details.js";
@@ -45,7 +46,7 @@ export function registerOAuthRoutes(app: FastifyInstance, context: BrokerContext
   app.post("/oauth/token", async (request, reply) => {
     try {
       const response = await handleTokenRequest(context, {
-        params: parseForm(request.body as string),
+        params: formParams(request),
         proofs: headerValues(request, "dpop"),
         requestId: request.id,
       });
@@ -58,7 +59,7 @@ export function registerOAuthRoutes(app: FastifyInstance, context: BrokerContext
 
   app.post("/oauth/introspect", async (request, reply) => {
     try {
-      const response = await handleIntrospection(context, parseForm(request.body as string));
+      const response = await handleIntrospection(context, formParams(request));
       return reply.header("Cache-Control", "no-store").send(response);
     } catch (error) {
       return sendError(context, request, reply, error);
@@ -67,10 +68,22 @@ export function registerOAuthRoutes(app: FastifyInstance, context: BrokerContext
 
   app.post("/oauth/revoke", async (request, reply) => {
     try {
-      await handleRevocation(context, parseForm(request.body as string));
+      await handleRevocation(context, formParams(request));
       return reply.header("Cache-Control", "no-store").send();
     } catch (error) {
       return sendError(context, request, reply, error);
     }
   });
+}
+
+/**
+ * Returns the parameters of an OAuth endpoint request. RFC 6749 section 3.2 requires a form body, so
+ * any other media type, which Fastify would have parsed as JSON or text, is `invalid_request`.
+ */
+function formParams(request: FastifyRequest): FormParams {
+  const mediaType = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
+  if (mediaType !== "application/x-www-form-urlencoded" || typeof request.body !== "string") {
+    throw new WritError("invalid_request", "the request body must be application/x-www-form-urlencoded");
+  }
+  return parseForm(request.body);
 }
