@@ -40,12 +40,7 @@ export async function runStandaloneGateway(options: StandaloneOptions): Promise<
       `refusing to listen on "${options.listen}" without TLS: run the gateway on loopback behind a TLS proxy`,
     );
   }
-  const metadata = await fetch(
-    `${options.brokerUrl.replace(/\/+$/, "")}/.well-known/oauth-authorization-server`,
-  );
-  if (!metadata.ok)
-    throw new Error(`no writ broker at "${options.brokerUrl}": metadata answered ${metadata.status}`);
-  const { issuer } = (await metadata.json()) as { issuer: string };
+  const issuer = await discoverIssuer(options.brokerUrl, options.log);
   const client = await AdminClient.connect({ issuer, key: await readKeyFile(options.keyFile) });
 
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
@@ -94,4 +89,28 @@ export async function runStandaloneGateway(options: StandaloneOptions): Promise<
       options.log.info({ listen: address }, "gateway stopped");
     },
   };
+}
+
+/**
+ * Returns the issuer named by the broker's metadata. When nothing listens at the broker URL, the
+ * gateway still starts, so it can answer 503 until the broker is back, and takes the URL as the issuer.
+ */
+async function discoverIssuer(brokerUrl: string, log: Logger): Promise<string> {
+  const base = brokerUrl.replace(/\/+$/, "");
+  let metadata: Response;
+  try {
+    metadata = await fetch(`${base}/.well-known/oauth-authorization-server`);
+  } catch (error) {
+    // NOTE: if the broker's issuer differs from this URL, every token fails verification until the
+    // gateway is restarted while the broker is up.
+    log.warn(
+      { err: error, broker: base },
+      "broker unreachable at start; taking its URL as the issuer and denying requests until its feed answers",
+    );
+    return base;
+  }
+  if (!metadata.ok)
+    throw new Error(`no writ broker at "${brokerUrl}": metadata answered ${metadata.status}`);
+  const { issuer } = (await metadata.json()) as { issuer: string };
+  return issuer;
 }

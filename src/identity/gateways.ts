@@ -67,6 +67,21 @@ export async function addGateway(
   if ((await getGateway(context, input.name)) !== undefined) {
     throw new WritError("conflict", `gateway "${input.name}" already exists`);
   }
+  // The decision API knows its caller only by this fingerprint, so two gateways sharing it would
+  // make the caller, and the public URL its DPoP proofs are checked against, ambiguous.
+  if (fingerprint !== null) {
+    const holder = await context.store.db
+      .selectFrom("gateways")
+      .select("name")
+      .where("tls_cert_sha256", "=", fingerprint)
+      .executeTakeFirst();
+    if (holder !== undefined) {
+      throw new WritError(
+        "conflict",
+        `gateway "${holder.name}" already has this TLS certificate; give each gateway its own certificate`,
+      );
+    }
+  }
   await context.audit.append(
     {
       kind: "gateway.created",

@@ -77,13 +77,16 @@ export function registerOAuthRoutes(app: FastifyInstance, context: BrokerContext
 }
 
 /**
- * Returns the parameters of an OAuth endpoint request. RFC 6749 section 3.2 requires a form body, so
- * any other media type, which Fastify would have parsed as JSON or text, is `invalid_request`.
+ * Parses the body of an OAuth endpoint request. RFC 6749 section 3.2 allows only a form body, so any
+ * other media type, which Fastify would parse as JSON or text, is `invalid_request`.
  */
 function formParams(request: FastifyRequest): FormParams {
   const mediaType = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
   if (mediaType !== "application/x-www-form-urlencoded" || typeof request.body !== "string") {
-    throw new WritError("invalid_request", "the request body must be application/x-www-form-urlencoded");
+    throw new WritError(
+      "invalid_request",
+      `invalid request body of type ${mediaType ?? "none"}: send application/x-www-form-urlencoded`,
+    );
   }
   return parseForm(request.body);
 }
