@@ -46,13 +46,21 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
   const secrets = new Map<string, { value: string; atMs: number }>();
 
   const fetchKeys = async (): Promise<void> => {
+    const previousFetchMs = keysFetchedAtMs;
     keysFetchedAtMs = options.clock.nowMs();
-    const response = await fetch(`${options.issuer}/jwks.json`);
-    if (!response.ok) throw new Error(`JWKS request answered ${response.status}`);
-    const { keys: published } = (await response.json()) as { keys: JWK[] };
-    for (const jwk of published) {
-      if (typeof jwk.kid !== "string" || typeof jwk.alg !== "string" || keys.has(jwk.kid)) continue;
-      keys.set(jwk.kid, { key: (await importJWK(jwk, jwk.alg)) as VerificationKey["key"], alg: jwk.alg });
+    try {
+      const response = await fetch(`${options.issuer}/jwks.json`);
+      if (!response.ok) throw new Error(`JWKS request answered ${response.status}`);
+      const { keys: published } = (await response.json()) as { keys: JWK[] };
+      for (const jwk of published) {
+        if (typeof jwk.kid !== "string" || typeof jwk.alg !== "string" || keys.has(jwk.kid)) continue;
+        keys.set(jwk.kid, { key: (await importJWK(jwk, jwk.alg)) as VerificationKey["key"], alg: jwk.alg });
+      }
+    } catch (error) {
+      // A failed fetch learned no keys, so it does not delay the next one: a gateway started while
+      // the broker was down would otherwise reject every token for the rest of the interval.
+      keysFetchedAtMs = previousFetchMs;
+      throw error;
     }
   };
 

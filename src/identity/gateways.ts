@@ -67,7 +67,8 @@ export async function addGateway(
   if ((await getGateway(context, input.name)) !== undefined) {
     throw new WritError("conflict", `gateway "${input.name}" already exists`);
   }
-  // The decision API knows its caller only by this fingerprint, so two gateways sharing it would
+
+  // The decision API identifies its caller only by this fingerprint, so two gateways sharing it would
   // make the caller, and the public URL its DPoP proofs are checked against, ambiguous.
   if (fingerprint !== null) {
     const holder = await context.store.db
