@@ -48,11 +48,17 @@ export async function endTasks(
   return result;
 }
 
-/** Disables an agent and revokes every active task and token of it. Other agents are untouched. */
+/**
+ * Disables an agent and revokes every unexpired token of it, announcing the agent on the feed so
+ * gateways reject its tokens too. With `endTasks` (the default, `writ revoke --agent`) its active
+ * tasks end as well; without (`writ agent disable`) they stay for when it is enabled again. Other
+ * agents are untouched.
+ */
 export async function revokeAgent(
   context: BrokerContext,
   actor: string,
   name: string,
+  options: { endTasks: boolean } = { endTasks: true },
 ): Promise<RevocationResult> {
   const agent = await requireAgent(context, name);
   const result = await context.queue.write(async (trx) => {
@@ -61,12 +67,15 @@ export async function revokeAgent(
       .set({ status: "disabled", updated_at: context.clock.nowMs() })
       .where("name", "=", name)
       .execute();
-    const active = await trx
-      .selectFrom("tasks")
-      .select("id")
-      .where("agent_name", "=", name)
-      .where("status", "=", "active")
-      .execute();
+    // Disabling keeps the tasks for when the agent is enabled again; revoking ends them.
+    const active = options.endTasks
+      ? await trx
+          .selectFrom("tasks")
+          .select("id")
+          .where("agent_name", "=", name)
+          .where("status", "=", "active")
+          .execute()
+      : [];
     const direct = await trx
       .selectFrom("tokens")
       .select("jti")
@@ -79,12 +88,12 @@ export async function revokeAgent(
       agentIds: [agent.spiffe_id],
       jtis: direct.map((row) => row.jti),
       status: "revoked",
-      reason: `agent ${name} revoked`,
+      reason: options.endTasks ? `agent ${name} revoked` : `agent ${name} disabled`,
     });
   });
   await context.feed.poll();
   context.audit.appendEventually({
-    kind: "agent.revoked",
+    kind: options.endTasks ? "agent.revoked" : "agent.disabled",
     actor,
     data: {
       agent: agent.spiffe_id,

@@ -5,6 +5,7 @@ import { WritError } from "../../errors/writ-error.js";
 import { addAgent, listAgents, requireAgent, setAgentStatus } from "../../identity/agents.js";
 import { addBinding, listBindings } from "../../identity/bindings.js";
 import { addHuman, listHumans } from "../../identity/humans.js";
+import { revokeAgent } from "../../revocation/revoke.js";
 import { apiRoute, bodyObject, stringMember } from "./api.js";
 
 /** Registers the API for agents, their federated bindings, and people. */
@@ -37,6 +38,10 @@ export function registerIdentityRoutes(app: FastifyInstance, context: BrokerCont
   ] as const) {
     apiRoute(app, context, "POST", `/v1/agents/:name/${verb}`, ["admin"], async (caller, request) => {
       const { name } = request.params as { name: string };
+      if (status === "disabled") {
+        await revokeAgent(context, caller.id, name, { endTasks: false });
+        return requireAgent(context, name);
+      }
       return setAgentStatus(context, caller.id, name, status);
     });
   }
