@@ -115,9 +115,9 @@ async function createEmbeddedGateway(context: BrokerContext): Promise<Gateway> {
     log: context.log,
     callerByCertificate: async (fingerprint) => {
       const gateway = await getGatewayByCertificate(context, fingerprint);
-      return gateway === undefined
-        ? undefined
-        : { id: gateway.spiffe_id, publicUrl: gateway.public_url ?? context.issuer };
+      // A gateway registered without a public URL gives no base for the DPoP htu check, so it may not ask.
+      if (gateway === undefined || gateway.public_url === null) return undefined;
+      return { id: gateway.spiffe_id, name: gateway.name, publicUrl: gateway.public_url };
     },
     dpop: {
       maxAgeSeconds: context.config.dpop_proof_max_age_seconds,

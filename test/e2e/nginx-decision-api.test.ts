@@ -193,6 +193,17 @@ describe("nginx auth_request against the decision API", () => {
         { name: "comment", spec: "POST /repos/*/issues/*/comments" },
         { name: "admin", spec: "GET /admin/**" },
       ],
+      config: {
+        upstream: upstream.url,
+        inject: ["header:Authorization=Bearer ${secret:gh-token}"],
+        gateways: ["edge-nginx"],
+      },
+    });
+    await broker.admin.call("POST", "/v1/tools", {
+      name: "unassigned",
+      kind: "http",
+      environment: "prod",
+      actions: [{ name: "read", spec: "GET /repos/**" }],
       config: { upstream: upstream.url, inject: ["header:Authorization=Bearer ${secret:gh-token}"] },
     });
     const gatewayKey = await generateIdentityKey("Ed25519");
@@ -445,6 +456,29 @@ describe("nginx auth_request against the decision API", () => {
 
     test("returns decision id", () => {
       assert.match(String(response.headers["writ-decision-id"]), /^[0-9a-f-]{36}$/);
+    });
+  });
+
+  describe("tool not assigned to the gateway", () => {
+    let response: DecisionResponse;
+
+    before(async () => {
+      response = await askDecisionApi({
+        method: "GET",
+        path: "/v1/authorize/tools/unassigned/repos/acme",
+        toolMethod: "GET",
+        toolTarget: "/tools/unassigned/repos/acme",
+        certificate: gatewayCertificate,
+      });
+    });
+
+    test("returns 404", () => {
+      assert.equal(response.status, 404, response.text);
+    });
+
+    test("returns no secret", () => {
+      assert.ok(!response.text.includes(upstreamSecret));
+      assert.equal(response.headers.authorization, undefined);
     });
   });
 

@@ -4,11 +4,14 @@ import { WritError } from "../../errors/writ-error.js";
 import { logFields } from "../../log/fields.js";
 import { headerValues } from "../../server/headers.js";
 import { renderInjection } from "./inject.js";
+import type { HttpToolConfig } from "../../tools/http-config.js";
 import { enforce, newOutcome, refuse, type ToolRouteDependencies } from "./tool-route.js";
 
 /** A proxy allowed to ask for decisions: a registered gateway identified by its TLS certificate. */
 export interface DecisionCaller {
   id: string;
+  /** The gateway's registered name, which a tool must list in its `gateways` to be decided here. */
+  name: string;
   /** The public URL the proxy serves tools at; DPoP `htu` is checked against it. */
   publicUrl: string;
 }
@@ -80,7 +83,25 @@ async function authorize(
   const queryAt = target.indexOf("?");
   const rawPath = queryAt === -1 ? target : target.slice(0, queryAt);
   const outcome = newOutcome(method);
+  outcome.via = caller.id;
   try {
+    // The proxy receives the tool's credential, so only a gateway the tool is assigned to may ask,
+    // and only for tools whose injection it can perform: headers, not query parameters.
+    const toolName = rawPath.startsWith("/tools/")
+      ? (rawPath.slice("/tools/".length).split("/")[0] ?? "")
+      : "";
+    const tool = toolName === "" ? undefined : await dependencies.backend.tool(toolName);
+    const config = tool?.config as Partial<HttpToolConfig> | undefined;
+    if (tool === undefined || !(config?.gateways ?? []).includes(caller.name)) {
+      throw new WritError("not_found", "no such tool", {
+        detail: `tool ${toolName} is not assigned to ${caller.id}`,
+      });
+    }
+    if ((config?.inject ?? []).some((rule) => rule.location === "query")) {
+      throw new WritError("not_found", "no such tool", {
+        detail: `tool ${toolName} injects into the query, which an external proxy cannot do`,
+      });
+    }
     const allowed = await enforce(
       dependencies,
       {
@@ -105,11 +126,6 @@ async function authorize(
         });
     }
     const injection = await renderInjection(dependencies.backend, allowed.tool.name, allowed.config);
-    if (injection.query.length > 0) {
-      throw new WritError("server_error", "query-parameter injection cannot be done by an external proxy", {
-        detail: `tool ${allowed.tool.name} injects into the query`,
-      });
-    }
     return reply
       .code(200)
       .header("Cache-Control", "no-store")

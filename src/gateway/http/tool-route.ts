@@ -40,6 +40,8 @@ export interface Outcome {
   errors: string[];
   riskScore?: number;
   reason: string;
+  /** The external proxy that asked for this decision, when it came through the decision API. */
+  via?: string;
 }
 
 /**
@@ -351,6 +353,7 @@ async function record(
       errors: outcome.errors,
       risk_score: outcome.riskScore ?? null,
       jkt: claims?.cnf.jkt ?? null,
+      via: outcome.via ?? null,
     },
   });
 }
