@@ -15,6 +15,8 @@ import type { AuditSpool } from "./spool.js";
 const keySetRefreshMs = 30_000;
 /** How long tools, policies and credentials are used before they are fetched again, in milliseconds. */
 const refreshMs = 5000;
+/** Periodic refreshes between two key set fetches: with `refreshMs`, once a minute. */
+const keyRefreshEvery = 12;
 /** How long the gateway waits for the first snapshot at start before serving (and denying). */
 const firstSnapshotWaitMs = 5000;
 
@@ -45,9 +47,18 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
   const tasks = new Map<string, TaskFacts>();
   const secrets = new Map<string, { value: string; atMs: number }>();
 
-  const fetchKeys = async (): Promise<void> => {
+  let inFlight: Promise<void> | undefined;
+  // Loads the key set. Only fetches caused by an unknown `kid` count toward the rate limit, so the
+  // fetch at start or a periodic one never delays picking up a key rotated right after it.
+  const fetchKeys = (countsTowardLimit: boolean): Promise<void> => {
+    inFlight ??= loadKeys(countsTowardLimit).finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  };
+  const loadKeys = async (countsTowardLimit: boolean): Promise<void> => {
     const previousFetchMs = keysFetchedAtMs;
-    keysFetchedAtMs = options.clock.nowMs();
+    if (countsTowardLimit) keysFetchedAtMs = options.clock.nowMs();
     try {
       const response = await fetch(`${options.issuer}/jwks.json`);
       if (!response.ok) throw new Error(`JWKS request answered ${response.status}`);
@@ -74,15 +85,18 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
     for (const tool of registered) tools.set(tool.name, { tool, atMs: now });
   };
 
+  let refreshes = 0;
   const refresh = async (): Promise<void> => {
     try {
+      // Keys are also fetched once a minute, so rotations are known before the first token needs them.
+      if (++refreshes % keyRefreshEvery === 0) await fetchKeys(false);
       await refreshPolicy();
     } catch (error) {
       log.warn({ err: error }, "refreshing tools and policies from the broker failed; keeping the last copy");
     }
   };
 
-  await Promise.allSettled([fetchKeys(), refreshPolicy()]).then((results) => {
+  await Promise.allSettled([fetchKeys(false), refreshPolicy()]).then((results) => {
     for (const result of results) {
       if (result.status === "rejected")
         log.warn({ err: result.reason }, "initial fetch from the broker failed");
@@ -100,9 +114,10 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
     async verificationKey(kid) {
       const known = keys.get(kid);
       if (known !== undefined) return known;
-      if (options.clock.nowMs() - keysFetchedAtMs < keySetRefreshMs) return undefined;
+      if (inFlight === undefined && options.clock.nowMs() - keysFetchedAtMs < keySetRefreshMs)
+        return undefined;
       try {
-        await fetchKeys();
+        await fetchKeys(true);
       } catch (error) {
         log.warn({ err: error, kid }, "fetching the broker's JWKS failed");
       }

@@ -5,6 +5,7 @@ import Fastify, { type FastifyServerOptions } from "fastify";
 import type { Logger } from "pino";
 import { AdminClient, readKeyFile } from "../cli/admin-client.js";
 import { systemClock } from "../clock.js";
+import { configSchema } from "../config/config.js";
 import * as defaults from "../config/defaults.js";
 import { isLoopbackHost, normalisePublicUrl } from "../config/public-url.js";
 import { parseListen } from "../server/serve.js";
@@ -40,6 +41,8 @@ export async function runStandaloneGateway(options: StandaloneOptions): Promise<
       `refusing to listen on "${options.listen}" without TLS: run the gateway on loopback behind a TLS proxy`,
     );
   }
+  const silenceBoundSeconds = options.silenceBoundSeconds ?? defaults.revocationSilenceBoundSeconds;
+  checkSilenceBound(silenceBoundSeconds);
   const issuer = await discoverIssuer(options.brokerUrl, options.log);
   const client = await AdminClient.connect({ issuer, key: await readKeyFile(options.keyFile) });
 
@@ -53,7 +56,7 @@ export async function runStandaloneGateway(options: StandaloneOptions): Promise<
     spool,
     clock: systemClock,
     log: options.log,
-    silenceBoundMs: (options.silenceBoundSeconds ?? defaults.revocationSilenceBoundSeconds) * 1000,
+    silenceBoundMs: silenceBoundSeconds * 1000,
   });
   const gateway = createGateway({
     backend,
@@ -77,7 +80,14 @@ export async function runStandaloneGateway(options: StandaloneOptions): Promise<
       ? { status: "ok" }
       : reply.code(503).send({ status: "stale", reason: "revocation feed not heard within its bound" }),
   );
-  await app.listen({ host, port });
+  try {
+    await app.listen({ host, port });
+  } catch (error) {
+    // The feed follower's reconnect timer would keep the process alive after a failed start.
+    await app.close();
+    await gateway.close();
+    throw error;
+  }
   const bound = app.server.address();
   const address = typeof bound === "object" && bound !== null ? `${host}:${bound.port}` : options.listen;
   options.log.info({ listen: address, broker: issuer, public_url: backend.publicUrl }, "gateway started");
@@ -92,8 +102,20 @@ export async function runStandaloneGateway(options: StandaloneOptions): Promise<
 }
 
 /**
+ * Throws unless `seconds` is a whole number in the range the broker's configuration allows. A bound
+ * no longer than the feed's heartbeat interval would make the gateway deny requests between heartbeats.
+ */
+function checkSilenceBound(seconds: number): void {
+  const { min = 1, max = Number.MAX_SAFE_INTEGER } = configSchema.revocation_silence_bound_seconds;
+  if (!Number.isInteger(seconds) || seconds < min || seconds > max) {
+    throw new Error(`invalid silence bound ${seconds}: give whole seconds from ${min} to ${max}`);
+  }
+}
+
+/**
  * Returns the issuer named by the broker's metadata. When nothing listens at the broker URL, the
- * gateway still starts, so it can answer 503 until the broker is back, and takes the URL as the issuer.
+ * gateway still starts, so it can respond with 503 until the broker is back, and takes the URL as the
+ * issuer.
  */
 async function discoverIssuer(brokerUrl: string, log: Logger): Promise<string> {
   const base = brokerUrl.replace(/\/+$/, "");

@@ -59,6 +59,9 @@ export function registerRevocationFeed(app: FastifyInstance, context: BrokerCont
     }
     buffered.forEach(sendRevocation);
     stream.live = sendRevocation;
+    // A follower that resumed with nothing missed is caught up now; telling it at once spares it a
+    // wait for the next interval before it trusts its state again.
+    send("heartbeat", undefined, { cursor: lastSent, time: context.clock.nowMs() });
 
     const heartbeat = setInterval(
       () => send("heartbeat", undefined, { cursor: lastSent, time: context.clock.nowMs() }),
