@@ -12,6 +12,8 @@ export interface TaskFacts {
   /** Epoch seconds. */
   deadline_s: number;
   initiator: string;
+  /** Delegation depth: 0 for a root task. */
+  depth: number;
 }
 
 /** A key of the broker's JWKS, with the one algorithm it verifies. */

@@ -52,6 +52,7 @@ export async function createLocalBackend(
         environment: task.environment,
         deadline_s: task.deadline_s,
         initiator: task.initiator,
+        depth: task.depth,
       };
       tasks.set(id, facts);
       return facts;

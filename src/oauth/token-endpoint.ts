@@ -216,13 +216,16 @@ async function issueAgentToken(
   const { token, claims } = await mintAccessToken(
     {
       issuer: context.issuer,
-      subject: agent.spiffe_id,
+      // A delegated task keeps its root agent as `sub`; this agent is the current actor in `act`.
+      subject: task.subject ?? agent.spiffe_id,
       clientId: agent.spiffe_id,
       audience: tool.resource_uri,
       jkt: proof.jkt,
       expiresAtS,
       taskId: task.id,
       authorizationDetails: [grant],
+      ...(task.subject === null ? {} : { actors: [agent.spiffe_id, ...task.actor_chain] }),
+      ...(task.breakglass_id === null ? {} : { breakglassId: task.breakglass_id }),
     },
     context,
   );

@@ -20,6 +20,64 @@ export interface Database {
   secrets: SecretsTable;
   policies: PoliciesTable;
   gateways: GatewaysTable;
+  approvals: ApprovalsTable;
+  approval_votes: ApprovalVotesTable;
+  breakglass: BreakglassTable;
+  alert_deliveries: AlertDeliveriesTable;
+}
+
+export interface ApprovalsTable {
+  id: string;
+  /** `step_up` for a held tool call, `breakglass` for an emergency window. */
+  kind: string;
+  requester: string;
+  task_id: string | null;
+  /** SHA-256 of the exact call a step-up approval is bound to. */
+  digest: string | null;
+  /** JSON: who may approve and how many distinct approvers are needed. */
+  rule: string;
+  /** JSON: what is to be approved, as shown to approvers. */
+  subject: string;
+  status: string;
+  created_at: number;
+  expires_at: number;
+  decided_at: number | null;
+  used_at: number | null;
+}
+
+export interface ApprovalVotesTable {
+  approval_id: string;
+  approver: string;
+  decision: string;
+  created_at: number;
+}
+
+export interface BreakglassTable {
+  id: string;
+  requester: string;
+  /** The SPIFFE ID of the agent or person the window is for. */
+  target: string;
+  actions: string;
+  reason: string;
+  duration_s: number;
+  status: string;
+  approval_id: string;
+  task_id: string | null;
+  created_at: number;
+  activated_at: number | null;
+  ends_at_s: number | null;
+  ended_at: number | null;
+  note: string | null;
+}
+
+export interface AlertDeliveriesTable {
+  id: string;
+  event: string;
+  url: string;
+  attempts: number;
+  status: string;
+  next_attempt_at: number;
+  created_at: number;
 }
 
 export interface SecretsTable {
@@ -107,6 +165,12 @@ export interface TasksTable {
   created_at: number;
   ended_at: number | null;
   end_reason: string | null;
+  /** The SPIFFE ID of the root agent whose authority the task uses; null means its own agent. */
+  subject: string | null;
+  /** JSON array of the actors from the task's agent back to the root's delegate, for `act`. */
+  actor_chain: string | null;
+  depth: number | null;
+  breakglass_id: string | null;
 }
 
 export interface TokensTable {

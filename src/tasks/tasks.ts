@@ -28,6 +28,13 @@ export interface Task {
   created_at: number;
   ended_at: number | null;
   end_reason: string | null;
+  /** The root agent's SPIFFE ID for a delegated task (the token's `sub`); null for a root task. */
+  subject: string | null;
+  /** For a delegated task, the earlier actors, nearest first, that become nested `act` claims. */
+  actor_chain: string[];
+  /** Delegation depth: 0 for a root task. */
+  depth: number;
+  breakglass_id: string | null;
 }
 
 export interface NewTask {
@@ -107,6 +114,10 @@ export async function startTask(context: BrokerContext, actor: string, input: Ne
     created_at: now,
     ended_at: null,
     end_reason: null,
+    subject: null,
+    actor_chain: [],
+    depth: 0,
+    breakglass_id: null,
   };
   await context.audit.append(
     {
@@ -157,7 +168,12 @@ export function isTaskLive(task: Task, nowS: number): boolean {
 }
 
 export function toRow(task: Task): TasksTable {
-  return { ...task, tools: JSON.stringify(task.tools), actions: JSON.stringify(task.actions) };
+  return {
+    ...task,
+    tools: JSON.stringify(task.tools),
+    actions: JSON.stringify(task.actions),
+    actor_chain: JSON.stringify(task.actor_chain),
+  };
 }
 
 export function fromRow(row: TasksTable): Task {
@@ -166,5 +182,7 @@ export function fromRow(row: TasksTable): Task {
     tools: JSON.parse(row.tools) as string[],
     actions: JSON.parse(row.actions) as string[],
     status: row.status as TaskStatus,
+    actor_chain: row.actor_chain === null ? [] : (JSON.parse(row.actor_chain) as string[]),
+    depth: row.depth ?? 0,
   };
 }

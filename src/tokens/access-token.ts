@@ -21,6 +21,25 @@ export interface AccessTokenClaims extends JWTPayload {
   task_id?: string;
   authorization_details?: AgentTaskGrant[];
   roles?: string[];
+  /** The current actor and, nested inside, the earlier ones (RFC 8693 section 4.1). */
+  act?: ActorClaim;
+  breakglass_id?: string;
+  /** Set on a person's token for joining an agent's task. */
+  task_join?: boolean;
+}
+
+/** An `act` claim: the actor's SPIFFE ID, with the actor before it nested inside. */
+export interface ActorClaim {
+  sub: string;
+  act?: ActorClaim;
+}
+
+/** Builds nested `act` claims from actors listed current first. */
+export function actClaim(actors: readonly string[]): ActorClaim | undefined {
+  let claim: ActorClaim | undefined;
+  for (const actor of [...actors].reverse())
+    claim = claim === undefined ? { sub: actor } : { sub: actor, act: claim };
+  return claim;
 }
 
 export interface MintRequest {
@@ -34,6 +53,10 @@ export interface MintRequest {
   taskId?: string;
   authorizationDetails?: AgentTaskGrant[];
   roles?: string[];
+  /** Actors, current first, for the nested `act` claim. */
+  actors?: string[];
+  breakglassId?: string;
+  taskJoin?: boolean;
 }
 
 /** Mints a signed access token; returns the compact JWT and its claims. */
@@ -55,6 +78,10 @@ export async function mintAccessToken(
   if (request.taskId !== undefined) claims.task_id = request.taskId;
   if (request.authorizationDetails !== undefined) claims.authorization_details = request.authorizationDetails;
   if (request.roles !== undefined) claims.roles = request.roles;
+  const act = request.actors === undefined ? undefined : actClaim(request.actors);
+  if (act !== undefined) claims.act = act;
+  if (request.breakglassId !== undefined) claims.breakglass_id = request.breakglassId;
+  if (request.taskJoin === true) claims.task_join = true;
   const token = await new SignJWT(claims)
     .setProtectedHeader({ alg: key.alg, typ: accessTokenType, kid: key.kid })
     .sign(key.privateKey);

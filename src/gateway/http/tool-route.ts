@@ -230,7 +230,7 @@ async function decide(
       intent: task.intent,
       environment: grant.environment,
       deadline: task.deadline_s,
-      delegation_depth: chain.actors.length,
+      delegation_depth: task.depth,
       method,
       path,
       risk: chosen.risk,
