@@ -150,6 +150,7 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
           environment: task.environment,
           deadline_s: task.deadline_s,
           initiator: task.initiator,
+          depth: task.depth,
         };
         tasks.set(id, facts);
         return facts;

@@ -3,6 +3,7 @@ import { WritError } from "../errors/writ-error.js";
 import { environmentProblem } from "../identity/agents.js";
 import type { ToolsTable } from "../store/schema.js";
 import { parseHttpToolConfig } from "./http-config.js";
+import { parseArgDeclaration, parseMcpTarget, parseMcpToolConfig, type ArgDeclaration } from "./mcp-config.js";
 import { reloadPolicies } from "../policy/policies.js";
 import { reservedToolNames } from "../policy/schema.js";
 
@@ -15,6 +16,8 @@ export interface ToolAction {
   /** For HTTP tools `METHOD /path/pattern`; for MCP tools the MCP name it stands for. */
   spec: string;
   risk: RiskLevel;
+  /** MCP tool actions: the call arguments that enter this action's Cedar context as `context.args`. */
+  args?: ArgDeclaration[];
 }
 
 export interface Tool {
@@ -33,7 +36,7 @@ export interface NewTool {
   name: string;
   kind: string;
   environment: string;
-  actions: { name: string; spec?: string; risk?: string }[];
+  actions: { name: string; spec?: string; risk?: string; args?: string[] }[];
   config?: Record<string, unknown>;
 }
 
@@ -92,13 +95,16 @@ export async function addTool(context: BrokerContext, actor: string, input: NewT
         `invalid risk "${risk}" for action "${action.name}": use low, medium or high`,
       );
     }
-    actions.push({ name: action.name, spec, risk });
+    const args = mcpActionArgs(input.kind, action.name, spec, action.args);
+    actions.push({ name: action.name, spec, risk, ...(args === undefined ? {} : { args }) });
   }
 
   const config =
     input.kind === "http" && input.config?.upstream !== undefined
       ? { ...parseHttpToolConfig(input.config) }
-      : (input.config ?? {});
+      : input.kind === "mcp" && (input.config?.command !== undefined || input.config?.upstream !== undefined)
+        ? { ...parseMcpToolConfig(input.config) }
+        : (input.config ?? {});
 
   if ((await getTool(context, input.name)) !== undefined) {
     throw new WritError("conflict", `tool "${input.name}" already exists`);
@@ -124,6 +130,31 @@ export async function addTool(context: BrokerContext, actor: string, input: NewT
   );
   await reloadPolicies(context);
   return tool;
+}
+
+/** Validates an MCP action's spec and parses its argument declarations; only MCP tool calls take arguments. */
+function mcpActionArgs(
+  kind: string,
+  action: string,
+  spec: string,
+  args: string[] | undefined,
+): ArgDeclaration[] | undefined {
+  if (kind !== "mcp") {
+    if (args !== undefined && args.length > 0)
+      throw new WritError("invalid_request", `action "${action}": only mcp actions declare arguments`);
+    return undefined;
+  }
+  const target = parseMcpTarget(action, spec);
+  if (args === undefined || args.length === 0) return undefined;
+  if (target.kind !== "tool") {
+    throw new WritError("invalid_request", `action "${action}": only MCP tool actions declare arguments`);
+  }
+  const declared = args.map(parseArgDeclaration);
+  const names = declared.map((arg) => arg.name);
+  const repeated = names.find((name, index) => names.indexOf(name) !== index);
+  if (repeated !== undefined)
+    throw new WritError("invalid_request", `action "${action}": argument "${repeated}" is declared twice`);
+  return declared;
 }
 
 export async function getTool(context: BrokerContext, name: string): Promise<Tool | undefined> {
