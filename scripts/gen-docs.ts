@@ -192,6 +192,8 @@ function typeName(spec: KeySpec): string {
       return '`"Ed25519"` or `"ES256"`';
     case "store":
       return "object";
+    case "urls":
+      return "array of URLs";
   }
 }
 

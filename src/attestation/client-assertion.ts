@@ -1,4 +1,4 @@
-import { decodeJwt, importJWK, jwtVerify, type JWK, type JWTPayload } from "jose";
+import { decodeJwt, importJWK, jwtVerify, type CryptoKey, type JWK, type JWTPayload } from "jose";
 import { epochSeconds, type Clock } from "../clock.js";
 import { WritError } from "../errors/writ-error.js";
 import type { ReplayCache } from "../dpop/replay-cache.js";
@@ -35,6 +35,8 @@ export async function authenticateClient(
     clock: Clock;
     replay: ReplayCache;
     findClient: (clientId: string) => Promise<ClientKey | undefined>;
+    /** Imports a registered key; a caching importer spares one import per request. */
+    importKey?: (jwk: JWK) => Promise<CryptoKey | Uint8Array>;
   },
 ): Promise<{ clientId: string; payload: JWTPayload }> {
   if (params.clientAssertionType !== jwtBearerAssertionType || typeof params.clientAssertion !== "string") {
@@ -67,7 +69,7 @@ export async function authenticateClient(
 
   let payload: JWTPayload;
   try {
-    const key = await importJWK(client.publicJwk, algorithmOf(client.publicJwk));
+    const key = await (dependencies.importKey ?? importPublicKey)(client.publicJwk);
     ({ payload } = await jwtVerify(params.clientAssertion, key, {
       algorithms: [...acceptedClientAlgorithms],
       issuer: clientId,
@@ -103,6 +105,10 @@ export async function authenticateClient(
     throw clientError("client assertion was already used", `jti ${jti} replayed by ${clientId}`);
   }
   return { clientId, payload };
+}
+
+function importPublicKey(jwk: JWK): Promise<CryptoKey | Uint8Array> {
+  return importJWK(jwk, algorithmOf(jwk));
 }
 
 /** Returns the JWS algorithm a registered public key verifies with. */

@@ -12,6 +12,8 @@ import { StoreReplayCache } from "../dpop/replay-cache.js";
 import { silentLogger } from "../log/logger.js";
 import { RevocationFeed } from "../revocation/feed.js";
 import { expireDueTasks } from "../revocation/revoke.js";
+import { loadAlertKey } from "../alerts/alert-key.js";
+import { sweepApprovals } from "../approvals/decide.js";
 import { Store, type StoreLocation } from "../store/store.js";
 import { WriteQueue } from "../store/write-queue.js";
 import { SigningKeyRing } from "../tokens/signing-keys.js";
@@ -83,6 +85,7 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
     policy: new PolicyEngine(),
   };
   await reloadPolicies(context);
+  await loadAlertKey(context);
 
   let timer: NodeJS.Timeout | undefined;
   let sweeping = false;
@@ -91,6 +94,8 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
     if (sweeping) return;
     sweeping = true;
     try {
+      // Break-glass windows end before the task sweep, so their revocation is recorded as theirs.
+      await sweepApprovals(context);
       await expireDueTasks(context);
       await feed.poll();
       sweeps++;

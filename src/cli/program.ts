@@ -2,12 +2,14 @@ import { Command } from "commander";
 import { initialise } from "../broker/init.js";
 import { createLogger } from "../log/logger.js";
 import { serve } from "../server/serve.js";
+import { registerApprovalCommands } from "./commands/approvals.js";
 import { registerAuditCommands } from "./commands/audit.js";
 import { registerPolicyCommands } from "./commands/policies.js";
 import { registerGatewayCommands } from "./commands/gateways.js";
 import { registerDemoCommand } from "./commands/demo.js";
 import { registerIdentityCommands } from "./commands/identities.js";
 import { registerTaskCommands } from "./commands/tasks.js";
+import { registerScanCommand } from "./commands/scan.js";
 import { emit } from "./output.js";
 import { fail } from "./run.js";
 import { dataDirectory, type GlobalOptions } from "./target.js";
@@ -133,5 +135,7 @@ export function buildProgram(): Command {
   registerPolicyCommands(program);
   registerGatewayCommands(program);
   registerDemoCommand(program);
+  registerScanCommand(program);
+  registerApprovalCommands(program);
   return program;
 }

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as defaults from "./defaults.js";
 import { trustDomainProblem } from "../identity/spiffe.js";
-import { checkPublicUrl } from "./public-url.js";
+import { checkPublicUrl, isLoopbackHost } from "./public-url.js";
 
 /** The configuration of one writ installation, stored as `writ.json` in its data directory. */
 export interface WritConfig {
@@ -23,9 +23,13 @@ export interface WritConfig {
   tls_key: string | null;
   master_key_file: string;
   revocation_silence_bound_seconds: number;
+  approval_ttl_seconds: number;
+  breakglass_approvals: number;
+  alert_webhooks: string[];
+  max_delegation_depth: number;
 }
 
-type KeyType = "string" | "integer" | "boolean" | "store" | "algorithm" | "path";
+type KeyType = "string" | "integer" | "boolean" | "store" | "algorithm" | "path" | "urls";
 
 interface KeySpec {
   type: KeyType;
@@ -122,12 +126,38 @@ export const configSchema: Record<keyof WritConfig, KeySpec> = {
     doc: "PEM certificate chain for TLS; required to listen off loopback.",
   },
   tls_key: { type: "path", default: null, doc: "PEM private key for TLS." },
+  max_delegation_depth: {
+    type: "integer",
+    default: defaults.maxDelegationDepth,
+    min: 0,
+    max: 10,
+    doc: "How deep delegation chains may go: a root agent's task is depth 0, each token exchange adds one.",
+  },
   revocation_silence_bound_seconds: {
     type: "integer",
     default: defaults.revocationSilenceBoundSeconds,
     min: 6,
     max: 300,
     doc: "How long a gateway serves without hearing the revocation feed (event or heartbeat) before it denies every request, in seconds.",
+  },
+  approval_ttl_seconds: {
+    type: "integer",
+    default: defaults.approvalTtlSeconds,
+    min: 60,
+    max: 86_400,
+    doc: "How long an approval request stays open, and how long a granted step-up approval stays usable, in seconds.",
+  },
+  breakglass_approvals: {
+    type: "integer",
+    default: defaults.breakglassApprovals,
+    min: 1,
+    max: 10,
+    doc: "How many distinct people with the approver or admin role, other than the requester, must approve a break-glass window.",
+  },
+  alert_webhooks: {
+    type: "urls",
+    default: [],
+    doc: "URLs that receive signed break-glass alerts (`application/jwt`, `typ` `writ-alert+jwt`); https, or http on loopback only.",
   },
   master_key_file: {
     type: "string",
@@ -187,6 +217,8 @@ function checkValue(spec: KeySpec, value: unknown): string | undefined {
       if (spec.max !== undefined && value > spec.max) return `must be at most ${spec.max}`;
       return undefined;
     }
+    case "urls":
+      return urlListProblem(value);
     case "store": {
       const store = value as { kind?: unknown; url_env?: unknown };
       if (typeof store !== "object" || store === null) return "must be an object";
@@ -197,6 +229,26 @@ function checkValue(spec: KeySpec, value: unknown): string | undefined {
       return 'must be {"kind":"sqlite"} or {"kind":"postgres","url_env":"VAR"}';
     }
   }
+}
+
+/** Returns why `value` is not a list of alert webhook URLs, or undefined when it is one. */
+function urlListProblem(value: unknown): string | undefined {
+  if (!Array.isArray(value)) return "must be an array of URLs";
+  for (const entry of value) {
+    let url: URL;
+    try {
+      url = new URL(String(entry));
+    } catch {
+      return `has an invalid URL "${String(entry)}"`;
+    }
+    if (typeof entry !== "string" || url.username !== "" || url.password !== "" || url.hash !== "") {
+      return `has "${String(entry)}": use a URL without credentials or fragment`;
+    }
+    if (url.protocol !== "https:" && !(url.protocol === "http:" && isLoopbackHost(url.hostname))) {
+      return `has "${entry}": use https (plain http only on loopback)`;
+    }
+  }
+  return undefined;
 }
 
 /** Reads and validates `writ.json` from a data directory. */

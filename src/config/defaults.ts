@@ -44,3 +44,26 @@ export const maxRequestBodyBytes = 64 * 1024;
 
 /** How long a gateway may go without hearing the revocation feed before it fails closed. */
 export const revocationSilenceBoundSeconds = 30;
+
+/** How many times a task may be delegated down a chain. */
+export const maxDelegationDepth = 3;
+
+/** How long an approval request stays open, and a granted step-up approval usable. 15 minutes. */
+export const approvalTtlSeconds = 900;
+
+/** How many people other than the requester must approve a break-glass window. */
+export const breakglassApprovals = 1;
+
+/** Maximum break-glass window accepted. 24 hours. */
+export const maxBreakglassSeconds = 24 * 3600;
+
+/** The `Retry-After` of a held step-up call, in seconds. */
+export const stepUpRetryAfterSeconds = 5;
+
+/** Alert delivery: attempts before a delivery is given up, first retry delay, and the cap of the doubling delay. */
+export const alertMaxAttempts = 8;
+export const alertRetryInitialMs = 1000;
+export const alertRetryMaxMs = 5 * 60 * 1000;
+
+/** How long one alert delivery attempt may take before it counts as failed, in milliseconds. */
+export const alertTimeoutMs = 5000;

@@ -1,4 +1,5 @@
 import type { CryptoKey } from "jose";
+import type { StepUpRequest, StepUpResult } from "../approvals/step-up.js";
 import type { AuditInput } from "../audit/log.js";
 import type { PolicyEngine } from "../policy/engine.js";
 import type { Tool } from "../tools/registry.js";
@@ -40,6 +41,11 @@ export interface GatewayBackend {
   task(id: string): Promise<TaskFacts | undefined>;
   /** Appends an audit event and resolves once it is durable; rejects when it could not be written. */
   record(event: AuditInput): Promise<void>;
+  /**
+   * Settles a call to an action that needs approval: spends a granted approval of the exact call, or
+   * reports the open or rejected one, or opens a new request. Rejects when the broker cannot be asked.
+   */
+  stepUp(request: StepUpRequest): Promise<StepUpResult>;
   /** Returns a secret's value for injection into a request to `tool`. Never log or return it. */
   secret(tool: string, name: string): Promise<string>;
   close(): Promise<void>;

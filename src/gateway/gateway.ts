@@ -6,6 +6,7 @@ import type { DpopPolicy } from "../dpop/verify-proof.js";
 import { RequestAuthenticator } from "./authenticate.js";
 import type { GatewayBackend } from "./backend.js";
 import { registerToolRoute } from "./http/tool-route.js";
+import { registerMcpRoute } from "./mcp/route.js";
 import { registerAuthorizeRoute, type CallerByCertificate } from "./http/authorize-route.js";
 import { RiskScorer } from "./risk.js";
 
@@ -50,6 +51,7 @@ export function createGateway(options: {
         log: options.log,
       };
       registerToolRoute(app, dependencies);
+      registerMcpRoute(app, { ...dependencies, dpop: options.dpop, replay });
       if (options.callerByCertificate !== undefined) {
         registerAuthorizeRoute(app, dependencies, options.callerByCertificate);
       }

@@ -1,3 +1,5 @@
+import { sendAlert } from "../alerts/alerts.js";
+import { requestStepUp } from "../approvals/step-up.js";
 import type { BrokerContext } from "../broker/context.js";
 import { readSecret } from "../secrets/secrets.js";
 import { getTask } from "../tasks/tasks.js";
@@ -59,6 +61,20 @@ export async function createLocalBackend(
     },
     async record(event) {
       await context.audit.append(event);
+      const breakglassId = event.data?.breakglass_id;
+      if (event.kind === "tool_call.allowed" && typeof breakglassId === "string") {
+        sendAlert(context, "breakglass.used", {
+          breakglass_id: breakglassId,
+          task_id: event.task_id ?? null,
+          actor: event.actor,
+          tool: event.data?.tool ?? null,
+          action: event.data?.action ?? null,
+          decision_id: event.data?.decision_id ?? null,
+        });
+      }
+    },
+    async stepUp(request) {
+      return requestStepUp(context, request);
     },
     async secret(_tool: string, name: string) {
       return (await readSecret(context, name)).toString("utf8");

@@ -1,5 +1,7 @@
 import { importJWK, type JWK } from "jose";
 import type { Logger } from "pino";
+import { alertKidPrefix } from "../alerts/alert-key.js";
+import type { StepUpResult } from "../approvals/step-up.js";
 import type { AuditInput } from "../audit/log.js";
 import type { AdminClient } from "../cli/admin-client.js";
 import type { Clock } from "../clock.js";
@@ -65,6 +67,8 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
       const { keys: published } = (await response.json()) as { keys: JWK[] };
       for (const jwk of published) {
         if (typeof jwk.kid !== "string" || typeof jwk.alg !== "string" || keys.has(jwk.kid)) continue;
+        // The alert key only signs alerts; a gateway never verifies a token with it.
+        if (jwk.kid.startsWith(alertKidPrefix)) continue;
         keys.set(jwk.kid, { key: (await importJWK(jwk, jwk.alg)) as VerificationKey["key"], alg: jwk.alg });
       }
     } catch (error) {
@@ -161,6 +165,11 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
     },
     async record(event: AuditInput) {
       await options.spool.append(event);
+    },
+    // NOTE: calls under break-glass through a separate gateway reach the broker's audit log by the
+    // spool but send no `breakglass.used` alert; only the embedded gateway sends it.
+    async stepUp(request) {
+      return client.call<StepUpResult>("POST", "/v1/approvals/step-up", request);
     },
     async secret(tool, name) {
       const key = `${tool}\u0000${name}`;

@@ -1,7 +1,7 @@
 import type { BrokerContext } from "../broker/context.js";
 import { authenticateClient } from "../attestation/client-assertion.js";
 import { WritError } from "../errors/writ-error.js";
-import { describeClient, findClientKey, type ClientIdentity } from "./clients.js";
+import { describeClient, findClientKey, importClientKey, type ClientIdentity } from "./clients.js";
 import { single, type FormParams } from "./params.js";
 
 /** Authenticates the caller of an OAuth endpoint by its private_key_jwt client assertion. */
@@ -20,7 +20,12 @@ export async function authenticateCaller(
       maxLifetimeSeconds: context.config.client_assertion_max_lifetime_seconds,
       clockSkewSeconds: context.config.clock_skew_seconds,
     },
-    { clock: context.clock, replay: context.replay, findClient: (id) => findClientKey(context, id) },
+    {
+      clock: context.clock,
+      replay: context.replay,
+      findClient: (id) => findClientKey(context, id),
+      importKey: importClientKey,
+    },
   );
   const identity = await describeClient(context, clientId);
   if (identity === undefined) throw new WritError("invalid_client", "client authentication failed");

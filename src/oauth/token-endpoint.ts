@@ -8,12 +8,13 @@ import { WritError, isWritError } from "../errors/writ-error.js";
 import { getAgentBySpiffeId, type Agent } from "../identity/agents.js";
 import { listBindings } from "../identity/bindings.js";
 import { logFields } from "../log/fields.js";
-import { isTaskLive, getTask } from "../tasks/tasks.js";
+import { isTaskLive, getTask, type Task } from "../tasks/tasks.js";
 import { mintAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
 import { parseAgentTaskRequest, type AgentTaskGrant } from "../tokens/authorization-details.js";
 import { getTool, getToolByResource } from "../tools/registry.js";
-import { describeClient, findClientKey } from "./clients.js";
+import { describeClient, findClientKey, importClientKey } from "./clients.js";
 import { single, type FormParams } from "./params.js";
+import { handleTokenExchange, tokenExchangeGrant } from "./token-exchange.js";
 
 export const clientCredentialsGrant = "client_credentials";
 export const jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -33,7 +34,7 @@ export interface TokenResponse {
 }
 
 /** Who asked, as far as it is known when a request is refused. */
-interface Attribution {
+export interface Attribution {
   clientId?: string;
   taskId?: string;
 }
@@ -65,7 +66,11 @@ async function issue(
 ): Promise<TokenResponse> {
   const grantType = single(request.params, "grant_type");
   if (grantType === undefined) throw new WritError("invalid_request", 'parameter "grant_type" is missing');
-  if (grantType !== clientCredentialsGrant && grantType !== jwtBearerGrant) {
+  if (
+    grantType !== clientCredentialsGrant &&
+    grantType !== jwtBearerGrant &&
+    grantType !== tokenExchangeGrant
+  ) {
     throw new WritError("unsupported_grant_type", `grant type "${grantType}" is not supported`);
   }
 
@@ -98,7 +103,12 @@ async function issue(
       maxLifetimeSeconds: context.config.client_assertion_max_lifetime_seconds,
       clockSkewSeconds: context.config.clock_skew_seconds,
     },
-    { clock: context.clock, replay: context.replay, findClient: (id) => findClientKey(context, id) },
+    {
+      clock: context.clock,
+      replay: context.replay,
+      findClient: (id) => findClientKey(context, id),
+      importKey: importClientKey,
+    },
   );
   attribution.clientId = clientId;
 
@@ -108,7 +118,12 @@ async function issue(
     if (agent === undefined || agent.status !== "active") {
       throw new WritError("invalid_client", "client authentication failed", { detail: "agent disabled" });
     }
+    if (grantType === tokenExchangeGrant)
+      return handleTokenExchange(context, request, attribution, agent, proof);
     return issueAgentToken(context, request, attribution, agent, proof);
+  }
+  if (grantType === tokenExchangeGrant) {
+    throw new WritError("unauthorized_client", "only agents delegate by token exchange");
   }
   if (client?.kind === "human" || client?.kind === "gateway") {
     return issueApiToken(context, request, clientId, client.roles, proof);
@@ -178,6 +193,23 @@ async function issueAgentToken(
     );
   }
 
+  return issueTaskToken(context, request, agent, proof, task, details.actions);
+}
+
+/**
+ * Issues an agent's token for one tool of a live task it runs: the `resource` names the tool (or the
+ * task's only tool), and `requestedActions`, when given, narrow the token to some of the task's
+ * actions for that tool. The token is durable in the audit log before it is returned.
+ */
+export async function issueTaskToken(
+  context: BrokerContext,
+  request: TokenRequest,
+  agent: Agent,
+  proof: VerifiedProof,
+  task: Task,
+  requestedActions: string[] | undefined,
+): Promise<TokenResponse> {
+  const nowS = epochSeconds(context.clock);
   const resources = request.params.get("resource") ?? [];
   if (resources.length > 1) throw new WritError("invalid_target", "request a token for exactly one resource");
   let resource = resources[0];
@@ -196,7 +228,7 @@ async function issueAgentToken(
   const taskActions = task.actions
     .filter((entry) => entry.startsWith(`${tool.name}:`))
     .map((entry) => entry.slice(tool.name.length + 1));
-  const actions = details.actions ?? taskActions;
+  const actions = requestedActions ?? taskActions;
   const outside = actions.find((action) => !taskActions.includes(action));
   if (outside !== undefined) {
     throw new WritError(
@@ -273,7 +305,7 @@ async function issueApiToken(
 }
 
 /** Stores the token's row and its `token.issued` event in one transaction; resolves once durable. */
-async function recordIssuance(
+export async function recordIssuance(
   context: BrokerContext,
   claims: AccessTokenClaims,
   requestId: string,

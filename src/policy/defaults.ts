@@ -6,6 +6,8 @@
  *   explicit site `permit`.
  * - `writ.forbid_other_environment`: a task never reaches a tool of another environment.
  * - `writ.forbid_action_outside_token`: nothing the token does not name.
+ * - `writ.permit_breakglass`: during an approved break-glass window (`context.breakglass`, true when
+ *   the token carries `breakglass_id`), the token's own actions, high-risk ones included.
  */
 export const defaultPolicies: Readonly<Record<string, string>> = {
   "writ.permit_task_actions": `permit (principal, action, resource)
@@ -14,6 +16,8 @@ when { context.token_actions.contains(context.action_name) && context.risk != "h
 unless { context.environment == resource.environment };`,
   "writ.forbid_action_outside_token": `forbid (principal, action, resource)
 unless { context.token_actions.contains(context.action_name) };`,
+  "writ.permit_breakglass": `permit (principal, action, resource)
+when { context.breakglass && context.token_actions.contains(context.action_name) };`,
 };
 
 /** The prefix of shipped policy ids; site policies may not use it. */

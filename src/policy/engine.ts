@@ -20,6 +20,8 @@ export interface RequestContext {
   token_actions: string[];
   task_join: boolean;
   breakglass: boolean;
+  /** MCP tool calls of actions that declare arguments: the declared arguments, paths resolved. */
+  args?: Record<string, string | number>;
 }
 
 export interface PolicyRequest {

@@ -37,14 +37,32 @@ type RequestContext = {
 action ${actionGroups.map((group) => `"${group}"`).join(", ")};
 `;
 
-/** Builds the schema in force: the base plus one action per tool action, in its kind and risk groups. */
+/** The attribute lines of `RequestContext`, which per-action context types repeat. */
+const baseContextAttributes = /type RequestContext = \{\n([\s\S]*?)\};/.exec(baseSchema)?.[1] ?? "";
+
+/** The Cedar type of each declared MCP argument type; paths arrive resolved, as strings. */
+const argCedarTypes = { string: "String", long: "Long", path: "String" } as const;
+
+/**
+ * Builds the schema in force: the base plus one action per tool action, in its kind and risk groups.
+ * An MCP action that declares arguments gets its own context type, the base attributes plus a
+ * required `args` record, so strict validation can type `context.args.NAME` in policies.
+ */
 export function buildSchema(tools: readonly Tool[]): string {
+  const types: string[] = [];
   const actions = tools.flatMap((tool) =>
-    tool.actions.map(
-      (action) =>
+    tool.actions.map((action) => {
+      let context = "RequestContext";
+      if (action.args !== undefined && action.args.length > 0) {
+        context = `ArgsContext${types.length}`;
+        const args = action.args.map((arg) => `    "${arg.name}": ${argCedarTypes[arg.type]},`).join("\n");
+        types.push(`type ${context} = {\n${baseContextAttributes}  args: {\n${args}\n  },\n};`);
+      }
+      return (
         `action "${tool.name}:${action.name}" in ["kind:${tool.kind}", "risk:${action.risk}"] appliesTo {\n` +
-        `  principal: [Agent, Human],\n  resource: [Tool],\n  context: RequestContext,\n};`,
-    ),
+        `  principal: [Agent, Human],\n  resource: [Tool],\n  context: ${context},\n};`
+      );
+    }),
   );
-  return `${baseSchema}\n${actions.join("\n")}\n`;
+  return `${baseSchema}\n${types.join("\n")}\n${actions.join("\n")}\n`;
 }

@@ -177,6 +177,19 @@ async function revokeWithin(
       .returning("id")
       .execute();
     taskIds = ended.map((row) => row.id);
+    // A task's delegated subtree ends with it; a child's end leaves its parent and siblings alone.
+    let frontier = [...request.taskIds];
+    while (frontier.length > 0) {
+      const children = await trx
+        .updateTable("tasks")
+        .set({ status: "revoked", ended_at: nowMs, end_reason: `parent task ended: ${request.reason}` })
+        .where("parent_task_id", "in", frontier)
+        .where("status", "=", "active")
+        .returning("id")
+        .execute();
+      frontier = children.map((row) => row.id);
+      taskIds.push(...frontier);
+    }
   }
 
   const byTask = taskIds.length > 0;

@@ -96,8 +96,8 @@ export interface WorkloadUse {
   /** `service action` pairs seen, with counts. */
   actions: Seen[];
   location: Location;
-  /** Event times, bucketed for the timeline chart. */
-  timeline: number[];
+  /** Events per minute, for the timeline chart; `time` is the minute's start in ms. */
+  timeline: { time: number; count: number }[];
 }
 
 export interface Finding {

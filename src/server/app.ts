@@ -10,6 +10,7 @@ import type { BrokerContext } from "../broker/context.js";
 import type { Gateway } from "../gateway/gateway.js";
 import { maxRequestBodyBytes } from "../config/defaults.js";
 import { sendError } from "./errors.js";
+import { registerApprovalRoutes } from "./routes/approvals.js";
 import { registerAuditRoutes } from "./routes/audit.js";
 import { registerPolicyRoutes } from "./routes/policies.js";
 import { registerGatewayRoutes } from "./routes/gateways.js";
@@ -72,6 +73,7 @@ export function buildApp(
   registerAuditRoutes(app, context);
   registerPolicyRoutes(app, context);
   registerGatewayRoutes(app, context);
+  registerApprovalRoutes(app, context);
   options.gateway?.register(app);
   app.get("/healthz", async () => ({ status: "ok" }));
   return app;

@@ -2,6 +2,7 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { openBroker, type Broker } from "../broker/broker.js";
+import type { Clock } from "../clock.js";
 import { loadConfig } from "../config/config.js";
 import { isLoopbackHost } from "../config/public-url.js";
 import { buildApp } from "./app.js";
@@ -25,6 +26,8 @@ export interface ServeOptions {
   tlsCert?: string;
   tlsKey?: string;
   log: Logger;
+  /** The broker's clock; tests pass a ManualClock to move expiry windows without sleeping. */
+  clock?: Clock;
 }
 
 export interface RunningServer {
@@ -74,7 +77,12 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
           rejectUnauthorized: false,
         };
 
-  const broker = await openBroker({ dataDir: options.dataDir, config, log: options.log });
+  const broker = await openBroker({
+    dataDir: options.dataDir,
+    config,
+    log: options.log,
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  });
   const gateway = await createEmbeddedGateway(broker.context);
   const app = buildApp(broker.context, { gateway, ...(https === undefined ? {} : { https }) });
   await app.listen({ host, port });

@@ -2,6 +2,7 @@ import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely
 import type { Dialect } from "./store.js";
 import { gatewayMigration } from "./migration-0002.js";
 import { delegationMigration } from "./migration-0003.js";
+import { alertKeyMigration } from "./migration-0004.js";
 
 /**
  * Builds the versioned migrations. Each is named with a zero-padded number so that Kysely applies them
@@ -162,5 +163,6 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     },
     "0002_gateway": gatewayMigration,
     "0003_delegation": delegationMigration,
+    "0004_alert_keys": alertKeyMigration,
   };
 }

@@ -24,6 +24,7 @@ export interface Database {
   approval_votes: ApprovalVotesTable;
   breakglass: BreakglassTable;
   alert_deliveries: AlertDeliveriesTable;
+  alert_signing_keys: AlertSigningKeysTable;
 }
 
 export interface ApprovalsTable {
@@ -77,6 +78,15 @@ export interface AlertDeliveriesTable {
   attempts: number;
   status: string;
   next_attempt_at: number;
+  created_at: number;
+}
+
+/** The broker's alert signing key; published in the JWKS beside the token keys under its own `kid`. */
+export interface AlertSigningKeysTable {
+  kid: string;
+  alg: string;
+  public_jwk: string;
+  private_jwk: string;
   created_at: number;
 }
 

@@ -68,7 +68,10 @@ export function parseMcpTarget(action: string, spec: string): McpTarget {
   if (prefix === "resource" || prefix === "prompt" || prefix === "tool") {
     const name = spec.slice(colon + 1);
     if (name === "" || /\s/.test(name)) {
-      throw new WritError("invalid_request", `invalid action "${action}=${spec}": the ${prefix} name is empty or has spaces`);
+      throw new WritError(
+        "invalid_request",
+        `invalid action "${action}=${spec}": the ${prefix} name is empty or has spaces`,
+      );
     }
     return { kind: prefix, name };
   }
@@ -85,7 +88,10 @@ export function parseMcpTarget(action: string, spec: string): McpTarget {
 export function parseArgDeclaration(text: string): ArgDeclaration {
   const [name, type, ...rest] = text.split(":");
   if (name === undefined || !argNamePattern.test(name) || rest.length > 0) {
-    throw new WritError("invalid_request", `invalid argument "${text}": use NAME:TYPE with TYPE string, long or path`);
+    throw new WritError(
+      "invalid_request",
+      `invalid argument "${text}": use NAME:TYPE with TYPE string, long or path`,
+    );
   }
   if (type !== "string" && type !== "long" && type !== "path") {
     throw new WritError("invalid_request", `invalid argument type in "${text}": use string, long or path`);
@@ -112,20 +118,35 @@ export function parseMcpToolConfig(input: Record<string, unknown>): McpToolConfi
       throw new WritError("invalid_request", '"command" must name a program');
     // argv is visible to every user of the machine through the process table, so it never carries secrets.
     if (command.some((part) => part.includes("${secret:"))) {
-      throw new WritError("invalid_request", "the command may not name secrets: pass them with --env-var NAME='${secret:NAME}'");
+      throw new WritError(
+        "invalid_request",
+        "the command may not name secrets: pass them with --env-var NAME='${secret:NAME}'",
+      );
     }
     if (config.inject.length > 0)
-      throw new WritError("invalid_request", "--inject applies to --upstream tools: use --env-var for a command");
+      throw new WritError(
+        "invalid_request",
+        "--inject applies to --upstream tools: use --env-var for a command",
+      );
     config.command = command;
   } else {
     config.upstream = parseUpstream(input.upstream);
+    if (config.inject.some((rule) => rule.location === "query")) {
+      throw new WritError(
+        "invalid_request",
+        "an mcp upstream takes header: and basic: injection rules, not query:",
+      );
+    }
     if (config.env.length > 0 || config.state_paths.length > 0) {
       throw new WritError("invalid_request", "--env-var and --state-path apply to --command tools");
     }
   }
   if (input.run_as !== undefined) {
     if (typeof input.run_as !== "string" || !userPattern.test(input.run_as) || !hasCommand) {
-      throw new WritError("invalid_request", `invalid run_as "${String(input.run_as)}": a user name, for --command tools`);
+      throw new WritError(
+        "invalid_request",
+        `invalid run_as "${String(input.run_as)}": a user name, for --command tools`,
+      );
     }
     config.run_as = input.run_as;
   }
@@ -159,7 +180,11 @@ function parseStatePath(text: string): StatePath {
   const equals = text.indexOf("=");
   const name = equals === -1 ? text : text.slice(0, equals);
   const file = equals === -1 ? name.toLowerCase() : text.slice(equals + 1);
-  if (!envNamePattern.test(name) || reservedVariables.has(name) || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(file)) {
+  if (
+    !envNamePattern.test(name) ||
+    reservedVariables.has(name) ||
+    !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(file)
+  ) {
     throw new WritError(
       "invalid_request",
       `invalid state path "${text}": use VARIABLE or VARIABLE=FILE, with FILE a plain file name`,
@@ -176,7 +201,10 @@ function parseUpstream(value: unknown): string {
     throw new WritError("invalid_request", `invalid upstream "${String(value)}": not an absolute URL`);
   }
   if ((url.protocol !== "http:" && url.protocol !== "https:") || url.username !== "" || url.password !== "") {
-    throw new WritError("invalid_request", `invalid upstream "${String(value)}": use http or https, without credentials`);
+    throw new WritError(
+      "invalid_request",
+      `invalid upstream "${String(value)}": use http or https, without credentials`,
+    );
   }
   return url.href;
 }

@@ -1,9 +1,15 @@
+import { parseApprovalRule, type ApprovalRule } from "../approvals/rule.js";
 import type { BrokerContext } from "../broker/context.js";
 import { WritError } from "../errors/writ-error.js";
 import { environmentProblem } from "../identity/agents.js";
 import type { ToolsTable } from "../store/schema.js";
 import { parseHttpToolConfig } from "./http-config.js";
-import { parseArgDeclaration, parseMcpTarget, parseMcpToolConfig, type ArgDeclaration } from "./mcp-config.js";
+import {
+  parseArgDeclaration,
+  parseMcpTarget,
+  parseMcpToolConfig,
+  type ArgDeclaration,
+} from "./mcp-config.js";
 import { reloadPolicies } from "../policy/policies.js";
 import { reservedToolNames } from "../policy/schema.js";
 
@@ -18,6 +24,8 @@ export interface ToolAction {
   risk: RiskLevel;
   /** MCP tool actions: the call arguments that enter this action's Cedar context as `context.args`. */
   args?: ArgDeclaration[];
+  /** When set, each call is held at the gateway until people approve that exact call (step-up). */
+  approval?: ApprovalRule;
 }
 
 export interface Tool {
@@ -36,7 +44,7 @@ export interface NewTool {
   name: string;
   kind: string;
   environment: string;
-  actions: { name: string; spec?: string; risk?: string; args?: string[] }[];
+  actions: { name: string; spec?: string; risk?: string; args?: string[]; approval?: unknown }[];
   config?: Record<string, unknown>;
 }
 
@@ -96,7 +104,15 @@ export async function addTool(context: BrokerContext, actor: string, input: NewT
       );
     }
     const args = mcpActionArgs(input.kind, action.name, spec, action.args);
-    actions.push({ name: action.name, spec, risk, ...(args === undefined ? {} : { args }) });
+    const approval =
+      action.approval === undefined ? undefined : parseApprovalRule(action.approval, action.name);
+    actions.push({
+      name: action.name,
+      spec,
+      risk,
+      ...(args === undefined ? {} : { args }),
+      ...(approval === undefined ? {} : { approval }),
+    });
   }
 
   const config =
@@ -145,7 +161,13 @@ function mcpActionArgs(
     return undefined;
   }
   const target = parseMcpTarget(action, spec);
-  if (args === undefined || args.length === 0) return undefined;
+  if (args === undefined) return undefined;
+  if (!Array.isArray(args) || !args.every((arg) => typeof arg === "string"))
+    throw new WritError(
+      "invalid_request",
+      `action "${action}": "args" must be an array of NAME:TYPE strings`,
+    );
+  if (args.length === 0) return undefined;
   if (target.kind !== "tool") {
     throw new WritError("invalid_request", `action "${action}": only MCP tool actions declare arguments`);
   }

@@ -79,10 +79,11 @@ describe("token flow", () => {
       assert.equal(as.revocation_endpoint, `${broker.issuer}/oauth/revoke`);
     });
 
-    test("metadata lists both grant types", () => {
+    test("metadata lists the grant types", () => {
       assert.deepEqual(as.grant_types_supported, [
         "client_credentials",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
       ]);
     });
 

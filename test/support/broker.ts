@@ -1,10 +1,12 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, fetch as undiciFetch, type RequestInit as UndiciRequestInit } from "undici";
 import { initialise } from "../../src/broker/init.js";
 import { AdminClient, readKeyFile, type Fetch } from "../../src/cli/admin-client.js";
+import type { Clock } from "../../src/clock.js";
+import { configFileName } from "../../src/config/config.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { serve, type RunningServer } from "../../src/server/serve.js";
 
@@ -70,7 +72,15 @@ export function fetchTrusting(ca: string): { fetch: Fetch; close(): Promise<void
  * with those files, so it also requests a client certificate from callers, and its issuer is https.
  */
 export async function startTestBroker(
-  options: { postgresUrl?: string; trustDomain?: string; tls?: TestBrokerTls } = {},
+  options: {
+    postgresUrl?: string;
+    trustDomain?: string;
+    tls?: TestBrokerTls;
+    /** The broker's clock, such as a ManualClock for expiry windows. */
+    clock?: Clock;
+    /** Configuration keys written into `writ.json` over the ones `writ init` wrote. */
+    config?: Record<string, unknown>;
+  } = {},
 ): Promise<TestBroker> {
   const root = await mkdtemp(join(tmpdir(), "writ-test-"));
   const dataDir = join(root, "data");
@@ -93,9 +103,16 @@ export async function startTestBroker(
     ...(store === undefined ? {} : { store }),
   });
 
+  if (options.config !== undefined) {
+    const configFile = join(dataDir, configFileName);
+    const written = JSON.parse(await readFile(configFile, "utf8")) as Record<string, unknown>;
+    await writeFile(configFile, JSON.stringify({ ...written, ...options.config }));
+  }
+
   const server = await serve({
     dataDir,
     log: silentLogger(),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
     ...(options.tls === undefined ? {} : { tlsCert: options.tls.certFile, tlsKey: options.tls.keyFile }),
   });
   const issuer = server.broker.context.issuer;

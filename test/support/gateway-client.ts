@@ -113,6 +113,7 @@ export async function signResourceProof(
   method: string,
   htu: string,
   accessToken: string,
+  alg = "ES256",
 ): Promise<string> {
   return new SignJWT({
     htm: method,
@@ -121,7 +122,7 @@ export async function signResourceProof(
     jti: randomUUID(),
     ath: createHash("sha256").update(accessToken).digest("base64url"),
   })
-    .setProtectedHeader({ alg: "ES256", typ: "dpop+jwt", jwk: await exportJWK(keys.publicKey) })
+    .setProtectedHeader({ alg, typ: "dpop+jwt", jwk: await exportJWK(keys.publicKey) })
     .sign(keys.privateKey);
 }
 
@@ -134,6 +135,8 @@ export interface ToolCall {
   token?: string;
   /** The key that signs the DPoP proof. Without it no proof is sent. */
   proofKeys?: CryptoKeyPair;
+  /** The proof's JWS algorithm, ES256 unless given (a person's key is Ed25519). */
+  proofAlg?: string;
   /** The `Authorization` scheme, `DPoP` unless given. */
   scheme?: string;
   /** Further header fields, each sent as its own field even when a name repeats. */
@@ -162,7 +165,10 @@ export async function callTool(issuer: string, call: ToolCall): Promise<ToolResp
   const headers: string[] = [];
   if (call.token !== undefined) headers.push("authorization", `${call.scheme ?? "DPoP"} ${call.token}`);
   if (call.token !== undefined && call.proofKeys !== undefined) {
-    headers.push("dpop", await signResourceProof(call.proofKeys, method, `${issuer}${path}`, call.token));
+    headers.push(
+      "dpop",
+      await signResourceProof(call.proofKeys, method, `${issuer}${path}`, call.token, call.proofAlg),
+    );
   }
   for (const [name, value] of call.headers ?? []) headers.push(name, value);
 

@@ -132,6 +132,8 @@ test("parseConfig type-checks every schema key", () => {
     path: 42,
     algorithm: "none",
     store: "sqlite",
+    // Plain http is accepted only on loopback.
+    urls: ["http://alerts.example.com/hook"],
   };
   for (const [key, spec] of Object.entries(configSchema)) {
     const wrong = wrongValueByType[spec.type];

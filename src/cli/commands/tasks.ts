@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import type { RevocationResult } from "../../revocation/revoke.js";
 import type { Task } from "../../tasks/tasks.js";
 import type { Tool } from "../../tools/registry.js";
+import { parseApprovalSpec } from "../../approvals/rule.js";
 import { collect, emit, parseDuration, printable, table } from "../output.js";
 import { run } from "../run.js";
 
@@ -21,6 +22,12 @@ export function registerTaskCommands(program: Command): void {
       [],
     )
     .option("--risk <action=level>", "an action's risk level: low (default), medium or high", collect, [])
+    .option(
+      "--approval <action=rule>",
+      "hold each call of ACTION until people approve it: ROLE[:COUNT] or people:ID,ID[:COUNT]",
+      collect,
+      [],
+    )
     .option("--upstream <url>", "http tools: the upstream base URL the gateway forwards to")
     .option(
       "--inject <rule>",
@@ -32,6 +39,29 @@ export function registerTaskCommands(program: Command): void {
     .option("--timeout <duration>", "http tools: upstream timeout, such as 30s", "30s")
     .option("--max-body <bytes>", "http tools: largest request or response body forwarded, in bytes")
     .option("--gateway <name>", "a registered gateway the tool is assigned to; repeat for each", collect, [])
+    .option(
+      "--command <command>",
+      "mcp tools: the stdio server the gateway starts per task, as 'PROGRAM ARGS…' split at spaces",
+    )
+    .option(
+      "--arg <action=name:type>",
+      "mcp tools: a call argument in the action's Cedar context; type string, long or path",
+      collect,
+      [],
+    )
+    .option(
+      "--env-var <name=value>",
+      "mcp tools: a variable for the server, where value may contain ${secret:NAME}",
+      collect,
+      [],
+    )
+    .option(
+      "--state-path <variable[=file]>",
+      "mcp tools: a variable set to a file in the task's private state folder",
+      collect,
+      [],
+    )
+    .option("--run-as <user>", "mcp tools: the system user the stdio server runs as")
     .action(
       (
         name: string,
@@ -40,12 +70,18 @@ export function registerTaskCommands(program: Command): void {
           env: string;
           action: string[];
           risk: string[];
+          approval: string[];
           upstream?: string;
           inject: string[];
           caseInsensitive?: boolean;
           timeout: string;
           maxBody?: string;
           gateway: string[];
+          command?: string;
+          arg: string[];
+          envVar: string[];
+          statePath: string[];
+          runAs?: string;
         },
       ) =>
         run(program, async (target, options) => {
@@ -61,21 +97,30 @@ export function registerTaskCommands(program: Command): void {
               ...(risk === undefined ? {} : { risk }),
             };
           });
+          for (const entry of flags.approval) {
+            const separator = entry.indexOf("=");
+            const action = actions.find((known) => known.name === entry.slice(0, separator)) as
+              { name: string; approval?: unknown } | undefined;
+            if (separator === -1 || action === undefined) {
+              throw new Error(
+                `invalid --approval "${entry}": use ACTION=RULE for an action given with --action`,
+              );
+            }
+            action.approval = parseApprovalSpec(entry.slice(separator + 1), action.name);
+          }
           for (const risky of risks.keys()) {
             if (!actions.some((action) => action.name === risky))
               throw new Error(`--risk names unknown action "${risky}"`);
           }
-          const config =
-            flags.upstream === undefined
-              ? undefined
-              : {
-                  upstream: flags.upstream,
-                  inject: flags.inject,
-                  case_sensitive: flags.caseInsensitive !== true,
-                  timeout_ms: parseDuration(flags.timeout) * 1000,
-                  ...(flags.maxBody === undefined ? {} : { max_body_bytes: Number(flags.maxBody) }),
-                  gateways: flags.gateway,
-                };
+          for (const entry of flags.arg) {
+            const separator = entry.indexOf("=");
+            const action = actions.find((known) => known.name === entry.slice(0, separator)) as
+              { args?: string[] } | undefined;
+            if (separator === -1 || action === undefined)
+              throw new Error(`--arg "${entry}" must be ACTION=NAME:TYPE with a declared action`);
+            action.args = [...(action.args ?? []), entry.slice(separator + 1)];
+          }
+          const config = flags.kind === "mcp" ? mcpConfig(flags) : httpConfig(flags);
           const created = await target.client.call<Tool>("POST", "/v1/tools", {
             name,
             kind: flags.kind,
@@ -86,6 +131,50 @@ export function registerTaskCommands(program: Command): void {
           emit(options, created, () => [`tool ${created.name} added: resource ${created.resource_uri}`]);
         }),
     );
+
+  /** Builds the config of an MCP tool from its flags; undefined when neither --command nor --upstream is given. */
+  function mcpConfig(flags: {
+    command?: string;
+    upstream?: string;
+    inject: string[];
+    envVar: string[];
+    statePath: string[];
+    runAs?: string;
+    timeout: string;
+  }): Record<string, unknown> | undefined {
+    if (flags.command === undefined && flags.upstream === undefined) return undefined;
+    return {
+      ...(flags.command === undefined
+        ? {}
+        : { command: flags.command.split(" ").filter((part) => part !== "") }),
+      ...(flags.upstream === undefined ? {} : { upstream: flags.upstream }),
+      inject: flags.inject,
+      env: flags.envVar,
+      state_paths: flags.statePath,
+      ...(flags.runAs === undefined ? {} : { run_as: flags.runAs }),
+      timeout_ms: parseDuration(flags.timeout) * 1000,
+    };
+  }
+
+  function httpConfig(flags: {
+    upstream?: string;
+    inject: string[];
+    caseInsensitive?: boolean;
+    timeout: string;
+    maxBody?: string;
+    gateway: string[];
+  }): Record<string, unknown> | undefined {
+    return flags.upstream === undefined
+      ? undefined
+      : {
+          upstream: flags.upstream,
+          inject: flags.inject,
+          case_sensitive: flags.caseInsensitive !== true,
+          timeout_ms: parseDuration(flags.timeout) * 1000,
+          ...(flags.maxBody === undefined ? {} : { max_body_bytes: Number(flags.maxBody) }),
+          gateways: flags.gateway,
+        };
+  }
 
   tool
     .command("list")
@@ -173,6 +262,27 @@ export function registerTaskCommands(program: Command): void {
           `/v1/tasks/${encodeURIComponent(id)}/end`,
         );
         emit(options, result, () => describeRevocation(result));
+      }),
+    );
+
+  task
+    .command("join <id>")
+    .description(
+      "get a short-lived token, bound to your own key, to act in an agent's task; you act, attributed",
+    )
+    .requiredOption("--tool <name>", "the task's tool the token is for")
+    .action((id: string, flags: { tool: string }) =>
+      run(program, async (target, options) => {
+        const joined = await target.client.call<{
+          access_token: string;
+          expires_in: number;
+          resource: string;
+        }>("POST", `/v1/tasks/${encodeURIComponent(id)}/join`, { tool: flags.tool });
+        emit(options, joined, () => [
+          `joined task ${id} for ${joined.resource}, for ${joined.expires_in} s`,
+          "the token is bound to your own key: sign a DPoP proof with it for every call",
+          joined.access_token,
+        ]);
       }),
     );
 

@@ -1,7 +1,9 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
+import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import type { Clock } from "../../clock.js";
+import { stepUpRetryAfterSeconds } from "../../config/defaults.js";
 import { dpopAlgorithms } from "../../dpop/verify-proof.js";
 import { WritError, isWritError } from "../../errors/writ-error.js";
 import { logFields } from "../../log/fields.js";
@@ -42,6 +44,9 @@ export interface Outcome {
   reason: string;
   /** The external proxy that asked for this decision, when it came through the decision API. */
   via?: string;
+  /** For an action that needs approval: the approval request of this exact call and its state. */
+  approvalId?: string;
+  approvalStatus?: "granted" | "pending" | "rejected";
 }
 
 /**
@@ -79,9 +84,12 @@ async function handle(
         authorizations: headerValues(request, "authorization"),
         proofs: headerValues(request, "dpop"),
         publicUrl: dependencies.backend.publicUrl,
+        query: queryAt === -1 ? "" : rawUrl.slice(queryAt + 1),
+        readBody: (maxBytes) => bufferBody(request, maxBytes),
       },
       outcome,
     );
+    if (allowed === undefined && outcome.approvalId !== undefined) return sendHeld(reply, outcome);
     if (allowed === undefined) {
       return sendDenial(
         reply,
@@ -107,6 +115,13 @@ export interface EnforcementRequest {
   proofs: string[];
   /** The URL base the client called, from which the DPoP `htu` is built. */
   publicUrl: string;
+  /** The query exactly as received, without `?`; part of what a step-up approval is bound to. */
+  query?: string;
+  /**
+   * Buffers the request body, failing past `maxBytes`. Absent where the enforcement point never sees
+   * the body (the decision API), so actions that need approval are denied there.
+   */
+  readBody?: (maxBytes: number) => Promise<Buffer>;
 }
 
 /** An allowed request: the tool, its settings and the normalised path that was authorised. */
@@ -114,6 +129,8 @@ export interface AllowedRequest {
   tool: Tool;
   config: HttpToolConfig;
   path: string;
+  /** The buffered body an approval was bound to; forwarded in place of the request stream. */
+  body?: Buffer;
 }
 
 export function newOutcome(method: string): Outcome {
@@ -179,8 +196,73 @@ export async function enforce(
     await record(dependencies, outcome, "denied");
     return undefined;
   }
+  let body: Buffer | undefined;
+  const approval = tool.actions.find((action) => action.name === outcome.action)?.approval;
+  if (approval !== undefined) {
+    body = await settleStepUp(dependencies, request, claims, tool, httpConfig, normalised.path, outcome);
+    if (body === undefined) {
+      await record(dependencies, outcome, outcome.approvalStatus === "pending" ? "held" : "denied");
+      return undefined;
+    }
+  }
   await record(dependencies, outcome, "allowed");
-  return { tool, config: httpConfig, path: normalised.path };
+  return { tool, config: httpConfig, path: normalised.path, ...(body === undefined ? {} : { body }) };
+}
+
+/**
+ * Settles a call that policy allows but whose action needs approval. The approval is bound to the
+ * task, action, method, path, query and SHA-256 of the body, so the body is buffered (up to the
+ * tool's `max_body_bytes`) and those same bytes are forwarded. Returns the body when an approval was
+ * spent, or undefined with the outcome saying why the call is held or denied.
+ */
+async function settleStepUp(
+  dependencies: ToolRouteDependencies,
+  request: EnforcementRequest,
+  claims: AccessTokenClaims,
+  tool: Tool,
+  config: HttpToolConfig,
+  path: string,
+  outcome: Outcome,
+): Promise<Buffer | undefined> {
+  if (request.readBody === undefined || claims.task_id === undefined) {
+    outcome.reason = "the action needs approval of the exact call, which this enforcement point cannot see";
+    return undefined;
+  }
+  const body = await request.readBody(config.max_body_bytes);
+  const query = request.query ?? "";
+  const result = await dependencies.backend.stepUp({
+    task_id: claims.task_id,
+    requester: currentActor(actorChain(claims)),
+    tool: tool.name,
+    action: outcome.action ?? "",
+    method: request.method,
+    target: query === "" ? path : `${path}?${query}`,
+    body_sha256: createHash("sha256").update(body).digest("hex"),
+  });
+  outcome.approvalId = result.approval_id;
+  outcome.approvalStatus = result.status;
+  if (result.status === "granted") return body;
+  outcome.reason = result.status === "pending" ? "held until people approve the call" : "approval rejected";
+  return undefined;
+}
+
+/** Reads the whole request body, failing with `invalid_request` once it passes `maxBytes`. */
+async function bufferBody(request: FastifyRequest, maxBytes: number): Promise<Buffer> {
+  const stream = request.body as Readable | null | undefined;
+  if (request.method === "GET" || request.method === "HEAD" || stream === null || stream === undefined) {
+    return Buffer.alloc(0);
+  }
+  const tooLarge = () => new WritError("invalid_request", `request body is larger than ${maxBytes} bytes`);
+  if (Number(request.headers["content-length"] ?? 0) > maxBytes) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+    size += bytes.length;
+    if (size > maxBytes) throw tooLarge();
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks);
 }
 
 /** Matches the action, scores the risk and evaluates Cedar; returns whether the request is allowed. */
@@ -281,6 +363,7 @@ async function forward(
     request.method !== "HEAD" &&
     request.body !== undefined &&
     request.body !== null;
+  const body = allowed.body === undefined ? (request.body as Readable) : Readable.from([allowed.body]);
 
   const upstream = await forwarder.forward(
     {
@@ -288,7 +371,7 @@ async function forward(
       method: request.method,
       headers: request.headers,
       injected,
-      body: hasBody ? (request.body as import("node:stream").Readable) : null,
+      body: hasBody ? body : null,
       timeoutMs: config.timeout_ms,
       maxBodyBytes: config.max_body_bytes,
     },
@@ -330,7 +413,7 @@ function echoedForms(values: ReadonlyMap<string, string>, config: HttpToolConfig
 async function record(
   dependencies: ToolRouteDependencies,
   outcome: Outcome,
-  verdict: "allowed" | "denied",
+  verdict: "allowed" | "denied" | "held",
 ): Promise<void> {
   const claims = outcome.claims;
   const chain = claims === undefined ? undefined : actorChain(claims);
@@ -354,6 +437,8 @@ async function record(
       risk_score: outcome.riskScore ?? null,
       jkt: claims?.cnf.jkt ?? null,
       via: outcome.via ?? null,
+      breakglass_id: claims?.breakglass_id ?? null,
+      approval_id: outcome.approvalId ?? null,
     },
   });
 }
@@ -400,6 +485,25 @@ export async function refuse(
     return sendDenial(reply, 503, "temporarily_unavailable", writError.description, outcome);
   }
   return sendDenial(reply, 500, "server_error", "internal error; the gateway log has the detail", outcome);
+}
+
+/** Responds to a call held for approval (pending) or refused by people (rejected): 403 with the approval. */
+function sendHeld(reply: FastifyReply, outcome: Outcome): FastifyReply {
+  const pending = outcome.approvalStatus === "pending";
+  const description = pending ? "this call is held until people approve it" : "people rejected this call";
+  if (pending) reply.header("Retry-After", String(stepUpRetryAfterSeconds));
+  return reply
+    .code(403)
+    .header("WWW-Authenticate", `DPoP error="insufficient_scope", error_description="${description}"`)
+    .header("Cache-Control", "no-store")
+    .header("Writ-Decision-Id", outcome.decisionId)
+    .send({
+      error: "insufficient_scope",
+      error_description: description,
+      decision_id: outcome.decisionId,
+      approval_id: outcome.approvalId,
+      status: outcome.approvalStatus,
+    });
 }
 
 function sendDenial(

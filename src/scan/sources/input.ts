@@ -11,8 +11,11 @@ export const standardInputName = "-";
 /** Bytes read from a file at a time; large enough that per-chunk work is negligible. */
 const readChunkBytes = 1 << 20;
 
+/** Files read from a folder; other files there, such as a README or LICENSE, are skipped. */
+const logFilePattern = /\.(json|jsonl|ndjson|log|gz)$/i;
+
 /**
- * Expands the inputs into the files to read: a folder contributes every file below it, in name order;
+ * Expands the inputs into the files to read: a folder contributes every log file below it (`.json`, `.jsonl`, `.ndjson`, `.log`, `.gz`), in name order;
  * `-` stands for standard input. Throws Error when an input does not exist.
  */
 export async function listInputFiles(inputs: readonly string[]): Promise<string[]> {
@@ -41,7 +44,7 @@ async function filesBelow(folder: string): Promise<string[]> {
   for (const entry of entries) {
     const path = join(folder, entry.name);
     if (entry.isDirectory()) files.push(...(await filesBelow(path)));
-    else if (entry.isFile() && !entry.name.startsWith(".")) files.push(path);
+    else if (entry.isFile() && logFilePattern.test(entry.name)) files.push(path);
   }
   return files;
 }

@@ -3,10 +3,12 @@ import type { BrokerContext } from "../../broker/context.js";
 import { acceptedClientAlgorithms } from "../../identity/keys.js";
 import { dpopAlgorithms } from "../../dpop/verify-proof.js";
 import { handleIntrospection } from "../../oauth/introspection.js";
+import { alertJwks } from "../../alerts/alert-key.js";
 import { WritError } from "../../errors/writ-error.js";
 import { parseForm, type FormParams } from "../../oauth/params.js";
 import { handleRevocation } from "../../oauth/revocation-endpoint.js";
 import { clientCredentialsGrant, handleTokenRequest, jwtBearerGrant } from "../../oauth/token-endpoint.js";
+import { tokenExchangeGrant } from "../../oauth/token-exchange.js";
 import { agentTaskType } from "../../tokens/authorization-details.js";
 import { sendError } from "../errors.js";
 import { headerValues } from "../headers.js";
@@ -20,7 +22,7 @@ export function authorizationServerMetadata(context: BrokerContext): Record<stri
     jwks_uri: `${issuer}/jwks.json`,
     introspection_endpoint: `${issuer}/oauth/introspect`,
     revocation_endpoint: `${issuer}/oauth/revoke`,
-    grant_types_supported: [clientCredentialsGrant, jwtBearerGrant],
+    grant_types_supported: [clientCredentialsGrant, jwtBearerGrant, tokenExchangeGrant],
     response_types_supported: [],
     token_endpoint_auth_methods_supported: ["private_key_jwt"],
     token_endpoint_auth_signing_alg_values_supported: [...acceptedClientAlgorithms],
@@ -40,7 +42,9 @@ export function registerOAuthRoutes(app: FastifyInstance, context: BrokerContext
   );
 
   app.get("/jwks.json", async (_request, reply) =>
-    reply.header("Cache-Control", "max-age=60").send(context.keys.jwks()),
+    reply
+      .header("Cache-Control", "max-age=60")
+      .send({ keys: [...context.keys.jwks().keys, ...alertJwks(context)] }),
   );
 
   app.post("/oauth/token", async (request, reply) => {

@@ -4,6 +4,8 @@ import { taskTtlSeconds } from "../../config/defaults.js";
 import { WritError } from "../../errors/writ-error.js";
 import { endTasks, revokeAgent, revokeToken } from "../../revocation/revoke.js";
 import { listTasks, requireTask, startTask } from "../../tasks/tasks.js";
+import { joinTask } from "../../tasks/join.js";
+import { parseSpiffeId } from "../../identity/spiffe.js";
 import { addTool, listTools, getTool } from "../../tools/registry.js";
 import { apiRoute, bodyObject, stringMember } from "./api.js";
 
@@ -88,6 +90,14 @@ export function registerTaskRoutes(app: FastifyInstance, context: BrokerContext)
     const task = await requireTask(context, id);
     if (task.status !== "active") throw new WritError("conflict", `task "${id}" is already ${task.status}`);
     return endTasks(context, caller.id, [id], "completed", "ended by an operator");
+  });
+
+  apiRoute(app, context, "POST", "/v1/tasks/:id/join", ["admin"], async (caller, request) => {
+    const { id } = request.params as { id: string };
+    const tool = stringMember(bodyObject(request), "tool");
+    if (parseSpiffeId(caller.id)?.path[0] !== "human")
+      throw new WritError("access_denied", "only a person joins a task");
+    return joinTask(context, caller.id, id, tool);
   });
 
   apiRoute(app, context, "POST", "/v1/revoke", ["admin"], async (caller, request) => {

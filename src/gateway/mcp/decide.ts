@@ -1,0 +1,168 @@
+import { randomUUID } from "node:crypto";
+import { parseSpiffeId } from "../../identity/spiffe.js";
+import type { RequestContext } from "../../policy/engine.js";
+import type { AccessTokenClaims } from "../../tokens/access-token.js";
+import type { McpTargetKind } from "../../tools/mcp-config.js";
+import type { Tool } from "../../tools/registry.js";
+import type { GatewayBackend, TaskFacts } from "../backend.js";
+import { actorChain, currentActor } from "../decision.js";
+import type { RiskScorer } from "../risk.js";
+import { matchTargets, resolvePathArgument, type McpAction } from "./match.js";
+
+/** An authenticated MCP request: who calls, for which task, on which tool. */
+export interface McpCaller {
+  claims: AccessTokenClaims;
+  task: TaskFacts | undefined;
+  tool: Tool;
+  actions: McpAction[];
+  /** `TOOL:ACTION` for each action the token grants. */
+  tokenActions: string[];
+  /** Where relative and `~` paths in arguments resolve, as the upstream server resolves them. */
+  pathBase: { cwd: string; home: string };
+}
+
+/** What was decided about one MCP message, for the audit event and the JSON-RPC error. */
+export interface McpOutcome {
+  decisionId: string;
+  mcpMethod: string;
+  /** The MCP tool or prompt name, or the resource URI. */
+  target: string | null;
+  action: string | null;
+  policies: string[];
+  errors: string[];
+  riskScore: number | null;
+  reason: string;
+  args: Record<string, string | number> | null;
+}
+
+export function newMcpOutcome(mcpMethod: string, target: string | null): McpOutcome {
+  return {
+    decisionId: randomUUID(),
+    mcpMethod,
+    target,
+    action: null,
+    policies: [],
+    errors: [],
+    riskScore: null,
+    reason: "",
+    args: null,
+  };
+}
+
+/** Returns the actions of `kind` that the token grants, which listings show. */
+export function grantedActions(caller: McpCaller, kind: McpTargetKind): McpAction[] {
+  return caller.actions.filter(
+    (action) =>
+      action.target.kind === kind && caller.tokenActions.includes(`${caller.tool.name}:${action.name}`),
+  );
+}
+
+/**
+ * Decides one `tools/call`, `resources/read` or `prompts/get`: matches the action, reads its declared
+ * arguments (paths resolved), and evaluates Cedar. Among several matching actions the first the
+ * token names is decided, else the first, to be denied.
+ */
+export async function decideMcp(
+  dependencies: { risk: RiskScorer; backend: GatewayBackend },
+  caller: McpCaller,
+  kind: McpTargetKind,
+  name: string,
+  callArguments: Record<string, unknown>,
+  outcome: McpOutcome,
+): Promise<boolean> {
+  const candidates = matchTargets(caller.actions, kind, name);
+  const chosen =
+    candidates.find((action) => caller.tokenActions.includes(`${caller.tool.name}:${action.name}`)) ??
+    candidates[0];
+  if (chosen === undefined) {
+    outcome.reason = `no action of the tool matches this ${kind}`;
+    return false;
+  }
+  outcome.action = chosen.name;
+  const grant = caller.claims.authorization_details?.find((detail) => detail.type === "agent_task");
+  if (caller.task === undefined || grant === undefined) {
+    outcome.reason = "the token names no task";
+    return false;
+  }
+
+  const context: RequestContext = {
+    intent: caller.task.intent,
+    environment: grant.environment,
+    deadline: caller.task.deadline_s,
+    delegation_depth: actorChain(caller.claims).actors.length,
+    method: outcome.mcpMethod,
+    path: name,
+    risk: chosen.risk,
+    risk_score: dependencies.risk.score(caller.task.id, caller.tool.name),
+    action_name: `${caller.tool.name}:${chosen.name}`,
+    token_actions: caller.tokenActions,
+    task_join: (caller.claims as { task_join?: unknown }).task_join === true,
+    breakglass: typeof (caller.claims as { breakglass_id?: unknown }).breakglass_id === "string",
+  };
+  outcome.riskScore = context.risk_score;
+  if (chosen.args !== undefined && chosen.args.length > 0) {
+    const args: Record<string, string | number> = {};
+    for (const declared of chosen.args) {
+      const value = callArguments[declared.name];
+      if (declared.type === "long" ? !Number.isSafeInteger(value) : typeof value !== "string") {
+        outcome.reason = `argument "${declared.name}" is missing or not a ${declared.type}`;
+        return false;
+      }
+      args[declared.name] =
+        declared.type === "path"
+          ? await resolvePathArgument(value as string, caller.pathBase)
+          : (value as string | number);
+    }
+    context.args = args;
+    outcome.args = args;
+  }
+
+  const chain = actorChain(caller.claims);
+  const result = dependencies.backend.policy.evaluate({
+    principal: {
+      type: parseSpiffeId(currentActor(chain))?.path[0] === "human" ? "Human" : "Agent",
+      id: currentActor(chain),
+    },
+    action: `${caller.tool.name}:${chosen.name}`,
+    tool: caller.tool,
+    context,
+  });
+  outcome.policies = result.policies;
+  outcome.errors = result.errors;
+  outcome.reason = result.decision === "allow" ? "permitted by policy" : "denied by policy";
+  return result.decision === "allow";
+}
+
+/** Appends the decision to the audit log; the message is forwarded only once this resolves. */
+export async function recordMcp(
+  backend: GatewayBackend,
+  claims: AccessTokenClaims | undefined,
+  tool: string,
+  outcome: McpOutcome,
+  verdict: "allowed" | "denied",
+): Promise<void> {
+  const chain = claims === undefined ? undefined : actorChain(claims);
+  await backend.record({
+    kind: `tool_call.${verdict}`,
+    actor: chain === undefined ? "anonymous" : currentActor(chain),
+    task_id: claims?.task_id ?? null,
+    jti: claims?.jti ?? null,
+    data: {
+      decision_id: outcome.decisionId,
+      decision: verdict === "allowed" ? "allow" : "deny",
+      reason: outcome.reason,
+      sub: chain?.sub ?? null,
+      actors: chain?.actors ?? [],
+      tool,
+      action: outcome.action,
+      method: "POST",
+      mcp_method: outcome.mcpMethod,
+      path: outcome.target,
+      args: outcome.args,
+      policies: outcome.policies,
+      errors: outcome.errors,
+      risk_score: outcome.riskScore,
+      jkt: claims?.cnf.jkt ?? null,
+    },
+  });
+}
