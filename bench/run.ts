@@ -6,11 +6,12 @@ import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Metric, MetricResult } from "./lib/metric.js";
 import { formatTable, loadAverage, resultsFile, writeResultsFile } from "./lib/report.js";
+import { mcpToolsCallLatency } from "./mcp-latency.js";
 import { scanThroughput } from "./scan-throughput.js";
 import { tokenIssuance } from "./token-issuance.js";
 
 /** Every metric, in the order they run. A new benchmark is one more module listed here. */
-const metrics: Metric[] = [tokenIssuance, scanThroughput];
+const metrics: Metric[] = [tokenIssuance, scanThroughput, mcpToolsCallLatency];
 
 const resultsPath = fileURLToPath(new URL("./results/latest.json", import.meta.url));
 
