@@ -16,7 +16,8 @@ const metrics: Metric[] = [tokenIssuance, scanThroughput, mcpToolsCallLatency];
 const resultsPath = fileURLToPath(new URL("./results/latest.json", import.meta.url));
 
 function usage(): string {
-  const lines = metrics.map((metric) => `  ${metric.name.padEnd(20)} ${metric.summary}`);
+  const width = Math.max(...metrics.map((metric) => metric.name.length));
+  const lines = metrics.map((metric) => `  ${metric.name.padEnd(width)}  ${metric.summary}`);
   return ["usage: node --import tsx bench/run.ts [metric ...]", "metrics:", ...lines].join("\n");
 }
 

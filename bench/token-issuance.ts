@@ -42,7 +42,10 @@ function readSettings(): Settings {
     cpuProfileDir: process.env.WRIT_BENCH_CPU_PROF || undefined,
   };
   if (settings.clientProcesses > settings.concurrency) {
-    throw new Error("WRIT_BENCH_CLIENT_PROCESSES must not exceed WRIT_BENCH_CONCURRENCY");
+    throw new Error(
+      `invalid WRIT_BENCH_CLIENT_PROCESSES=${settings.clientProcesses}: it must not exceed ` +
+        `WRIT_BENCH_CONCURRENCY, which is ${settings.concurrency}`,
+    );
   }
   return settings;
 }
@@ -148,7 +151,7 @@ async function runClients(
   }
 }
 
-/** CPU seconds the server used inside the measured window; NaN where /proc is missing. */
+/** CPU seconds the server used inside the measured window. Each is NaN where /proc is missing. */
 interface ServerCpu {
   /** All threads: JavaScript, libuv's thread pool (WebCrypto, file system), V8's helpers. */
   process: number;

@@ -94,7 +94,7 @@ export async function startWritServer(options: StartOptions = {}): Promise<WritS
   }
 }
 
-/** Waits until the server file at `path` holds a complete JSON document, and returns it. */
+/** Waits until the server file at `path` contains a complete JSON document, and returns it. */
 async function waitForServerFile(
   child: ChildProcess,
   path: string,
