@@ -41,6 +41,22 @@ export interface DpopRequest {
   expectedJkt?: string;
 }
 
+/** A key cache that starts over once it holds `maxEntries` keys, so its memory stays bounded. */
+export class BoundedKeyCache implements DpopKeyCache {
+  private readonly keys = new Map<string, CryptoKey | Uint8Array>();
+
+  constructor(private readonly maxEntries: number) {}
+
+  get(id: string): CryptoKey | Uint8Array | undefined {
+    return this.keys.get(id);
+  }
+
+  set(id: string, key: CryptoKey | Uint8Array): void {
+    if (this.keys.size >= this.maxEntries) this.keys.clear();
+    this.keys.set(id, key);
+  }
+}
+
 /** Imported proof keys by `alg:jkt`, so a client's key is imported once rather than per request. */
 export interface DpopKeyCache {
   get(id: string): CryptoKey | Uint8Array | undefined;

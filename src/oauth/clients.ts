@@ -1,7 +1,7 @@
 import { importJWK, type CryptoKey, type JWK } from "jose";
 import type { BrokerContext } from "../broker/context.js";
 import { algorithmOf, type ClientKey } from "../attestation/client-assertion.js";
-import { getAgentBySpiffeId } from "../identity/agents.js";
+import { getAgentBySpiffeId, type Agent } from "../identity/agents.js";
 import { getHumanBySpiffeId } from "../identity/humans.js";
 import { getGatewayBySpiffeId } from "../identity/gateways.js";
 import { parseSpiffeId } from "../identity/spiffe.js";
@@ -19,6 +19,7 @@ export type ClientIdentity =
 export async function findClientKey(
   context: BrokerContext,
   clientId: string,
+  lookupAgent: AgentLookup = (id) => getAgentBySpiffeId(context, id),
 ): Promise<ClientKey | undefined> {
   const parsed = parseSpiffeId(clientId);
   if (
@@ -29,7 +30,7 @@ export async function findClientKey(
     return undefined;
   }
   if (parsed.path[0] === "agent") {
-    const agent = await getAgentBySpiffeId(context, clientId);
+    const agent = await lookupAgent(clientId);
     if (agent === undefined || agent.public_jwk === null) return undefined;
     return { clientId, publicJwk: agent.public_jwk, enabled: agent.status === "active" };
   }
@@ -46,14 +47,31 @@ export async function findClientKey(
   return undefined;
 }
 
+/** Looks an agent up by SPIFFE ID; a request passes a memoised one so the agent is read once. */
+export type AgentLookup = (id: string) => Promise<Agent | undefined>;
+
+/** Returns a lookup that reads each agent at most once, for the duration of one request. */
+export function memoisedAgentLookup(context: BrokerContext): AgentLookup {
+  const seen = new Map<string, Promise<Agent | undefined>>();
+  return (id) => {
+    let agent = seen.get(id);
+    if (agent === undefined) {
+      agent = getAgentBySpiffeId(context, id);
+      seen.set(id, agent);
+    }
+    return agent;
+  };
+}
+
 /** Returns what an authenticated client is; undefined if it vanished since authentication. */
 export async function describeClient(
   context: BrokerContext,
   clientId: string,
+  lookupAgent: AgentLookup = (id) => getAgentBySpiffeId(context, id),
 ): Promise<ClientIdentity | undefined> {
   const parsed = parseSpiffeId(clientId);
   if (parsed?.path[0] === "agent") {
-    const agent = await getAgentBySpiffeId(context, clientId);
+    const agent = await lookupAgent(clientId);
     return agent === undefined ? undefined : { kind: "agent", clientId, name: agent.name };
   }
   if (parsed?.path[0] === "human") {

@@ -3,7 +3,10 @@ import { adminApiResource } from "../broker/context.js";
 import { authenticateClient } from "../attestation/client-assertion.js";
 import { verifyPlatformJwt } from "../attestation/federation.js";
 import { epochSeconds } from "../clock.js";
-import { verifyDpopProof, type VerifiedProof } from "../dpop/verify-proof.js";
+import { BoundedKeyCache, verifyDpopProof, type VerifiedProof } from "../dpop/verify-proof.js";
+import { DeferredReplayCache } from "../dpop/replay-cache.js";
+import type { Transaction } from "kysely";
+import type { Database } from "../store/schema.js";
 import { WritError, isWritError } from "../errors/writ-error.js";
 import { getAgentBySpiffeId, type Agent } from "../identity/agents.js";
 import { listBindings } from "../identity/bindings.js";
@@ -12,11 +15,14 @@ import { isTaskLive, getTask, type Task } from "../tasks/tasks.js";
 import { mintAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
 import { parseAgentTaskRequest, type AgentTaskGrant } from "../tokens/authorization-details.js";
 import { getTool, getToolByResource } from "../tools/registry.js";
-import { describeClient, findClientKey, importClientKey } from "./clients.js";
+import { describeClient, findClientKey, importClientKey, memoisedAgentLookup } from "./clients.js";
 import { single, type FormParams } from "./params.js";
 import { handleTokenExchange, tokenExchangeGrant } from "./token-exchange.js";
 
 export const clientCredentialsGrant = "client_credentials";
+
+/** Imported DPoP proof keys by `alg:jkt`, so a client that keeps its key is not imported per request. */
+const proofKeys = new BoundedKeyCache(10_000);
 export const jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 export interface TokenRequest {
@@ -24,6 +30,8 @@ export interface TokenRequest {
   /** Every value of the `DPoP` header. */
   proofs: string[];
   requestId: string;
+  /** The request's one-time identifiers, written with its outcome; set by the endpoint itself. */
+  replay?: DeferredReplayCache;
 }
 
 export interface TokenResponse {
@@ -74,6 +82,9 @@ async function issue(
     throw new WritError("unsupported_grant_type", `grant type "${grantType}" is not supported`);
   }
 
+  // One-time identifiers are written with the issuance, in one transaction, and spent only by it.
+  const replay = new DeferredReplayCache(context.clock);
+  request.replay = replay;
   // The proof is checked first: a client told to retry with a nonce must not have spent its assertion.
   const proof = await verifyDpopProof(
     { proofs: request.proofs, method: "POST", url: `${context.issuer}/oauth/token` },
@@ -83,7 +94,7 @@ async function issue(
       clockSkewSeconds: context.config.clock_skew_seconds,
       ...(context.config.dpop_nonce_required ? { nonces: context.nonces } : {}),
     },
-    { clock: context.clock, replay: context.replay },
+    { clock: context.clock, replay, keys: proofKeys },
   );
 
   if (grantType === jwtBearerGrant) {
@@ -92,6 +103,7 @@ async function issue(
   }
 
   attribution.clientId = single(request.params, "client_id");
+  const lookupAgent = memoisedAgentLookup(context);
   const { clientId } = await authenticateClient(
     {
       clientAssertion: single(request.params, "client_assertion"),
@@ -105,16 +117,16 @@ async function issue(
     },
     {
       clock: context.clock,
-      replay: context.replay,
-      findClient: (id) => findClientKey(context, id),
+      replay,
+      findClient: (id) => findClientKey(context, id, lookupAgent),
       importKey: importClientKey,
     },
   );
   attribution.clientId = clientId;
 
-  const client = await describeClient(context, clientId);
+  const client = await describeClient(context, clientId, lookupAgent);
   if (client?.kind === "agent") {
-    const agent = await getAgentBySpiffeId(context, clientId);
+    const agent = await lookupAgent(clientId);
     if (agent === undefined || agent.status !== "active") {
       throw new WritError("invalid_client", "client authentication failed", { detail: "agent disabled" });
     }
@@ -261,7 +273,7 @@ export async function issueTaskToken(
     },
     context,
   );
-  await recordIssuance(context, claims, request.requestId);
+  await recordIssuance(context, claims, request.requestId, request.replay);
   return {
     access_token: token,
     token_type: "DPoP",
@@ -300,15 +312,32 @@ async function issueApiToken(
     },
     context,
   );
-  await recordIssuance(context, claims, request.requestId);
+  await recordIssuance(context, claims, request.requestId, request.replay);
   return { access_token: token, token_type: "DPoP", expires_in: expiresAtS - nowS };
 }
 
 /** Stores the token's row and its `token.issued` event in one transaction; resolves once durable. */
+/** Writes a request's one-time identifiers in `trx`; a concurrent replay fails the transaction. */
+export async function spendOneTimeIdentifiers(
+  trx: Transaction<Database>,
+  replay: DeferredReplayCache | undefined,
+): Promise<void> {
+  await replay?.commitWithin(trx, (scope) =>
+    scope.startsWith("dpop:")
+      ? new WritError("invalid_dpop_proof", "DPoP proof was already used", {
+          detail: "replayed concurrently",
+        })
+      : new WritError("invalid_client", "client assertion was already used", {
+          detail: "replayed concurrently",
+        }),
+  );
+}
+
 export async function recordIssuance(
   context: BrokerContext,
   claims: AccessTokenClaims,
   requestId: string,
+  replay?: DeferredReplayCache,
 ): Promise<void> {
   await context.audit.append(
     {
@@ -326,6 +355,7 @@ export async function recordIssuance(
       },
     },
     async (trx) => {
+      await spendOneTimeIdentifiers(trx, replay);
       await trx
         .insertInto("tokens")
         .values({

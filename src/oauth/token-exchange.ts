@@ -9,7 +9,13 @@ import { getTask, isTaskLive, toRow, type Task } from "../tasks/tasks.js";
 import { verifyAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
 import { isTokenLive } from "./introspection.js";
 import { single } from "./params.js";
-import { issueTaskToken, type Attribution, type TokenRequest, type TokenResponse } from "./token-endpoint.js";
+import {
+  issueTaskToken,
+  spendOneTimeIdentifiers,
+  type Attribution,
+  type TokenRequest,
+  type TokenResponse,
+} from "./token-endpoint.js";
 
 export const tokenExchangeGrant = "urn:ietf:params:oauth:grant-type:token-exchange";
 export const accessTokenTypeUri = "urn:ietf:params:oauth:token-type:access_token";
@@ -187,6 +193,7 @@ async function issueTicket(
       },
     },
     async (trx) => {
+      await spendOneTimeIdentifiers(trx, request.replay);
       await trx.insertInto("tasks").values(toRow(childTask)).execute();
     },
   );

@@ -83,7 +83,9 @@ function openSqlite(file: string): Store {
   database.pragma("synchronous = FULL");
   database.pragma("foreign_keys = ON");
   database.pragma("busy_timeout = 5000");
-  const db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database }) });
+  const db = new Kysely<Database>({
+    dialect: new ImmediateSqliteDialect({ database: cachingStatements(database) }),
+  });
   return new Store(db, "sqlite");
 }
 
@@ -93,6 +95,30 @@ function openSqlite(file: string): Store {
  * committed since the transaction's first read, SQLite then fails with SQLITE_BUSY without waiting,
  * because the transaction's snapshot is stale. The store opens transactions only to write.
  */
+/** Distinct SQL texts whose prepared statements are kept; past it the cache starts over. */
+const maxCachedStatements = 1000;
+
+/**
+ * Wraps a database so that each SQL text is prepared once and its statement reused. Kysely prepares
+ * every query it runs, and preparing costs about as much as running a small one. Reuse is safe
+ * because better-sqlite3 runs each statement to completion synchronously and writ never streams.
+ */
+function cachingStatements(database: SqliteDatabase.Database): SqliteDialectConfig["database"] {
+  const statements = new Map<string, SqliteDatabase.Statement>();
+  return {
+    close: () => database.close(),
+    prepare: (text: string) => {
+      let statement = statements.get(text);
+      if (statement === undefined) {
+        if (statements.size >= maxCachedStatements) statements.clear();
+        statement = database.prepare(text);
+        statements.set(text, statement);
+      }
+      return statement;
+    },
+  } as SqliteDialectConfig["database"];
+}
+
 class ImmediateSqliteDialect extends SqliteDialect {
   constructor(private readonly config: SqliteDialectConfig) {
     super(config);
