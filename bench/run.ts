@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
+import { gatewayAddedLatency, gatewayThroughput, revocationPropagation } from "./gateway.js";
 import type { Metric, MetricResult } from "./lib/metric.js";
 import { formatTable, loadAverage, resultsFile, writeResultsFile } from "./lib/report.js";
 import { mcpToolsCallLatency } from "./mcp-latency.js";
@@ -11,7 +12,14 @@ import { scanThroughput } from "./scan-throughput.js";
 import { tokenIssuance } from "./token-issuance.js";
 
 /** Every metric, in the order they run. A new benchmark is one more module listed here. */
-const metrics: Metric[] = [tokenIssuance, scanThroughput, mcpToolsCallLatency];
+const metrics: Metric[] = [
+  tokenIssuance,
+  scanThroughput,
+  mcpToolsCallLatency,
+  gatewayAddedLatency,
+  gatewayThroughput,
+  revocationPropagation,
+];
 
 const resultsPath = fileURLToPath(new URL("./results/latest.json", import.meta.url));
 

