@@ -105,7 +105,7 @@ export async function verifyDpopProof(
 
   let jkt: string;
   try {
-    jkt = await calculateJwkThumbprint(jwk as JWK, "sha256");
+    jkt = await thumbprintOf(jwk as JWK);
   } catch (error) {
     throw proofError("DPoP proof jwk is invalid", (error as Error).message, error);
   }
@@ -175,6 +175,22 @@ export async function verifyDpopProof(
     throw proofError("DPoP proof was already used", `jti ${payload.jti} replayed`);
   }
   return { jkt, jwk: jwk as JWK, payload };
+}
+
+/** Thumbprints by the JWK members they hash, bounded; a client's key is hashed once, not per proof. */
+const thumbprints = new Map<string, string>();
+const maxThumbprints = 10_000;
+
+async function thumbprintOf(jwk: JWK): Promise<string> {
+  // RFC 7638 hashes only the required members, so they alone identify the thumbprint.
+  const id = JSON.stringify([jwk.kty, jwk.crv, jwk.x, jwk.y, jwk.n, jwk.e]);
+  let jkt = thumbprints.get(id);
+  if (jkt === undefined) {
+    jkt = await calculateJwkThumbprint(jwk, "sha256");
+    if (thumbprints.size >= maxThumbprints) thumbprints.clear();
+    thumbprints.set(id, jkt);
+  }
+  return jkt;
 }
 
 function stripQueryAndFragment(url: string): string {

@@ -9,6 +9,8 @@ import { RevocationState } from "./revocation-state.js";
 
 /** How long a tool's registration is cached before it is read again, in milliseconds. */
 const toolCacheMs = 1000;
+/** How long an opened secret is kept in memory for injection, in milliseconds. */
+const secretCacheMs = 5000;
 
 /**
  * The backend of the gateway embedded in the broker's process: it reads the broker's own keys,
@@ -26,6 +28,7 @@ export async function createLocalBackend(
 
   const tools = new Map<string, { tool: Tool | undefined; atMs: number }>();
   const tasks = new Map<string, TaskFacts>();
+  const secrets = new Map<string, { value: string; atMs: number }>();
 
   return {
     issuer: context.issuer,
@@ -77,7 +80,13 @@ export async function createLocalBackend(
       return requestStepUp(context, request);
     },
     async secret(_tool: string, name: string) {
-      return (await readSecret(context, name)).toString("utf8");
+      // Opened secrets are kept in memory briefly, so a busy tool does not read and decrypt per call;
+      // a replaced secret takes effect within that time.
+      const cached = secrets.get(name);
+      if (cached !== undefined && context.clock.nowMs() - cached.atMs < secretCacheMs) return cached.value;
+      const value = (await readSecret(context, name)).toString("utf8");
+      secrets.set(name, { value, atMs: context.clock.nowMs() });
+      return value;
     },
     async close() {
       unsubscribe();
