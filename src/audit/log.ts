@@ -27,6 +27,9 @@ const retryMaxDelayMs = 10_000;
  * same turn of the event loop, and resolve only once their event is durable.
  */
 export class AuditLog {
+  /** The chain head each open transaction has written, keyed by the transaction. */
+  private readonly heads = new WeakMap<Transaction<Database>, { seq: number; hash: string }>();
+
   constructor(
     private readonly store: Store,
     private readonly queue: WriteQueue,
@@ -69,7 +72,9 @@ export class AuditLog {
 
   /** Appends within a transaction the caller already holds. */
   async appendWithin(trx: Transaction<Database>, input: AuditInput): Promise<AuditRecord> {
-    let head = await this.lockHead(trx);
+    // The head stays locked until the transaction ends, so later events of the same transaction
+    // continue from the head this one leaves instead of reading it again.
+    let head = this.heads.get(trx) ?? (await this.lockHead(trx));
     if (head === undefined && this.store.dialect === "postgres") {
       // FOR UPDATE locks nothing while the head row is missing, so two processes appending the first
       // event would both take seq 1. Creating the row at seq 0 (or waiting for a peer's) gives the
@@ -108,6 +113,7 @@ export class AuditLog {
         .where("id", "=", 1)
         .execute();
     }
+    this.heads.set(trx, { seq: record.seq, hash: record.hash });
     return record;
   }
 

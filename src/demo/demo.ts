@@ -32,9 +32,9 @@ export interface DemoResult {
 const upstreamCredential = "demo-upstream-credential";
 
 /**
- * Runs the main job end to end on the embedded default: two agents with their own keys, a tool whose
- * upstream needs its own credential, task-bound DPoP tokens, a denied call, one agent revoked while
- * the other carries on, and an audit chain that verifies.
+ * Runs the main job end to end on the embedded default. Two agents with their own keys call a tool
+ * whose upstream needs its own credential, with task-bound DPoP tokens. One call is denied, one agent
+ * is revoked while the other carries on, and the audit chain verifies.
  */
 export async function runDemo(options: {
   dataDir?: string;
@@ -232,7 +232,7 @@ async function protectedRequest(
   }
 }
 
-/** A sample upstream API that accepts only its own credential and records what it sees. */
+/** Starts a sample upstream API that accepts only its own credential and records each request. */
 async function startUpstream(): Promise<{
   url: string;
   requests(): number;

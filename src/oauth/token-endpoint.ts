@@ -14,12 +14,27 @@ import { logFields } from "../log/fields.js";
 import { isTaskLive, getTask, type Task } from "../tasks/tasks.js";
 import { mintAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
 import { parseAgentTaskRequest, type AgentTaskGrant } from "../tokens/authorization-details.js";
-import { getTool, getToolByResource } from "../tools/registry.js";
+import { getTool, getToolByResource, type Tool } from "../tools/registry.js";
 import { describeClient, findClientKey, importClientKey, memoisedAgentLookup } from "./clients.js";
 import { single, type FormParams } from "./params.js";
 import { handleTokenExchange, tokenExchangeGrant } from "./token-exchange.js";
 
 export const clientCredentialsGrant = "client_credentials";
+
+/** How long a tool found by its resource URI is reused before it is read again, in milliseconds. */
+const toolCacheMs = 1000;
+const toolsByResource = new Map<string, { tool: Tool | undefined; atMs: number }>();
+
+/** Finds a tool by resource URI, reading the store at most once a second per URI. */
+async function toolByResource(context: BrokerContext, resource: string): Promise<Tool | undefined> {
+  const cached = toolsByResource.get(resource);
+  const now = context.clock.nowMs();
+  if (cached !== undefined && now - cached.atMs < toolCacheMs) return cached.tool;
+  const tool = await getToolByResource(context, resource);
+  if (toolsByResource.size >= 10_000) toolsByResource.clear();
+  toolsByResource.set(resource, { tool, atMs: now });
+  return tool;
+}
 
 /** Imported DPoP proof keys by `alg:jkt`, so a client that keeps its key is not imported per request. */
 const proofKeys = new BoundedKeyCache(10_000);
@@ -230,7 +245,7 @@ export async function issueTaskToken(
       throw new WritError("invalid_target", "the task has several tools: name one as resource");
     resource = (await getTool(context, task.tools[0] as string))?.resource_uri ?? "";
   }
-  const tool = await getToolByResource(context, resource);
+  const tool = await toolByResource(context, resource);
   if (tool === undefined || !task.tools.includes(tool.name)) {
     throw new WritError("invalid_target", "the resource is not a tool of this task", {
       detail: `resource ${resource}`,

@@ -23,7 +23,7 @@ export const accessTokenTypeUri = "urn:ietf:params:oauth:token-type:access_token
 export const delegationTicketType = "urn:writ:params:oauth:token-type:delegation-ticket";
 /** The JOSE `typ` of a delegation ticket, so that it never passes as an access token, nor one as it. */
 export const delegationTicketJwtType = "writ-delegation+jwt";
-/** The longest life of a delegation ticket: it only carries a hand-over. */
+/** Maximum life of a delegation ticket, in seconds: it only carries a hand-over. */
 export const delegationTicketTtlSeconds = 60;
 
 /** The claims of a delegation ticket. */

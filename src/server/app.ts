@@ -10,6 +10,7 @@ import type { BrokerContext } from "../broker/context.js";
 import type { Gateway } from "../gateway/gateway.js";
 import { maxRequestBodyBytes } from "../config/defaults.js";
 import { sendError } from "./errors.js";
+import { RequestLog } from "./request-log.js";
 import { registerApprovalRoutes } from "./routes/approvals.js";
 import { registerAuditRoutes } from "./routes/audit.js";
 import { registerPolicyRoutes } from "./routes/policies.js";
@@ -33,6 +34,7 @@ export function buildApp(
   const app = Fastify({
     loggerInstance: context.log,
     genReqId: () => randomUUID(),
+    logController: new RequestLog(),
     // Request ids are generated here, never taken from a client header.
     requestIdHeader: false,
     bodyLimit: maxRequestBodyBytes,

@@ -17,9 +17,9 @@ export interface JoinToken {
 }
 
 /**
- * Gives a person a short-lived token to act in an agent's task, for troubleshooting, without ever
- * borrowing the agent's token: `sub` is the task's principal, `act` the person, `task_join` is set so
- * policies can demand more, and the token is bound to the person's own registered key.
+ * Gives a person a short-lived token to act in an agent's task while troubleshooting, so nobody ever
+ * borrows the agent's token. Its `sub` is the task's principal and its `act` the person. It carries
+ * `task_join` so that policies can demand more, and it is bound to the person's own registered key.
  */
 export async function joinTask(
   context: BrokerContext,
