@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { closeOnSignals } from "./signals.js";
 import { initialise } from "../broker/init.js";
 import { createLogger } from "../log/logger.js";
 import { serve } from "../server/serve.js";
@@ -111,18 +112,7 @@ export function buildProgram(): Command {
           ...(flags.tlsCert === undefined ? {} : { tlsCert: flags.tlsCert }),
           ...(flags.tlsKey === undefined ? {} : { tlsKey: flags.tlsKey }),
         });
-        const stop = (signal: string): void => {
-          log.info({ signal }, "shutdown requested");
-          server.close().then(
-            () => process.exit(0),
-            (error: unknown) => {
-              log.error({ err: error }, "shutdown failed");
-              process.exit(1);
-            },
-          );
-        };
-        process.once("SIGINT", () => stop("SIGINT"));
-        process.once("SIGTERM", () => stop("SIGTERM"));
+        closeOnSignals(log, () => server.close());
       } catch (error) {
         log.error({ err: error }, "server failed to start");
         fail(options, error);

@@ -1,4 +1,5 @@
 import { createHash, X509Certificate } from "node:crypto";
+import { closeOnSignals } from "../signals.js";
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { generateIdentityKey, reservePrivateKeyFile } from "../../identity/keys.js";
@@ -48,18 +49,7 @@ export function registerGatewayCommands(program: Command): void {
             silenceBoundSeconds: Number(flags.silenceBound),
             log,
           });
-          const stop = (signal: string): void => {
-            log.info({ signal }, "shutdown requested");
-            running.close().then(
-              () => process.exit(0),
-              (error: unknown) => {
-                log.error({ err: error }, "shutdown failed");
-                process.exit(1);
-              },
-            );
-          };
-          process.once("SIGINT", () => stop("SIGINT"));
-          process.once("SIGTERM", () => stop("SIGTERM"));
+          closeOnSignals(log, () => running.close());
         } catch (error) {
           log.error({ err: error }, "gateway failed to start");
           fail(options, error);
