@@ -1,4 +1,4 @@
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { openBroker, type Broker } from "../broker/broker.js";
@@ -91,7 +91,10 @@ export async function serve(options: ServeOptions): Promise<RunningServer> {
   broker.startTimers();
 
   const record: ServerRecord = { url: broker.context.issuer, pid: process.pid, listen: address };
-  await writeFile(join(options.dataDir, serverFileName), `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  // Written beside and renamed into place, so a CLI reading it never sees half a file.
+  const recordFile = join(options.dataDir, serverFileName);
+  await writeFile(`${recordFile}.${process.pid}.tmp`, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  await rename(`${recordFile}.${process.pid}.tmp`, recordFile);
   options.log.info(
     { listen: address, issuer: broker.context.issuer, tls: https !== undefined },
     "server started",
