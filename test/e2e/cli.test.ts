@@ -69,8 +69,8 @@ describe("writ CLI", () => {
     );
   }
 
+  // The test command builds dist/ before any test runs; building here would race with other tests.
   before(async () => {
-    await run("npm", ["run", "build"], { cwd: repository, timeout: 300_000 });
     root = await mkdtemp(join(tmpdir(), "writ-cli-test-"));
     dataDir = join(root, "data");
     adminKeyPath = join(root, "keys", "admin-key.json");
