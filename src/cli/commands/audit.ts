@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import type { AuditRecord } from "../../audit/chain.js";
 import { readAuditEvents } from "../../audit/read.js";
 import { verifyChain } from "../../audit/verify.js";
+import type { TaskStory } from "../../audit/task-story.js";
 import { storeLocation } from "../../broker/broker.js";
 import { loadConfig } from "../../config/config.js";
 import { Store } from "../../store/store.js";
@@ -41,6 +42,34 @@ export function registerAuditCommands(program: Command): void {
             ]),
           ),
         );
+      }),
+    );
+
+  audit
+    .command("task <id>")
+    .description(
+      "print a task's story: who started it and why, tokens, calls allowed and denied, delegations, joins, its end",
+    )
+    .action((id: string) =>
+      run(program, async (target, options) => {
+        const story = await target.client.call<TaskStory>("GET", `/v1/audit/tasks/${encodeURIComponent(id)}`);
+        emit(options, story, () => [
+          `task ${story.task.id} of agent ${story.task.agent_name}: ${printable(story.task.intent)}`,
+          `started by ${printable(story.task.initiator)}, now ${story.task.status}`,
+          ...(story.delegated.length === 0 ? [] : [`delegated tasks: ${story.delegated.join(", ")}`]),
+          "",
+          ...table(
+            ["SEQ", "TIME", "EVENT", "ACTOR", "TASK", "DETAIL"],
+            story.events.map((e) => [
+              e.seq,
+              new Date(e.time).toISOString(),
+              e.kind,
+              e.actor,
+              e.task_id === story.task.id ? "" : (e.task_id ?? ""),
+              summarise(e.data),
+            ]),
+          ),
+        ]);
       }),
     );
 

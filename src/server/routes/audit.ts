@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { BrokerContext } from "../../broker/context.js";
 import { readAuditEvents } from "../../audit/read.js";
 import { verifyChain } from "../../audit/verify.js";
+import { taskStory } from "../../audit/task-story.js";
 import { WritError } from "../../errors/writ-error.js";
 import { apiRoute } from "./api.js";
 
@@ -24,6 +25,11 @@ export function registerAuditRoutes(app: FastifyInstance, context: BrokerContext
         ...(query.task === undefined ? {} : { taskId: query.task }),
       }),
     };
+  });
+
+  apiRoute(app, context, "GET", "/v1/audit/tasks/:id", ["admin", "auditor"], async (_caller, request) => {
+    const { id } = request.params as { id: string };
+    return taskStory(context, id);
   });
 
   apiRoute(app, context, "GET", "/v1/audit/verify", ["admin", "auditor"], async () => {
