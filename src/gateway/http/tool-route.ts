@@ -10,15 +10,16 @@ import { logFields } from "../../log/fields.js";
 import { headerValues } from "../../server/headers.js";
 import { parseSpiffeId } from "../../identity/spiffe.js";
 import type { AccessTokenClaims } from "../../tokens/access-token.js";
-import { renderTemplate, type HttpToolConfig } from "../../tools/http-config.js";
-import type { Tool } from "../../tools/registry.js";
+import type { HttpToolConfig } from "../../tools/http-config.js";
+import type { Tool, ToolAction } from "../../tools/registry.js";
 import type { RequestAuthenticator } from "../authenticate.js";
 import type { GatewayBackend } from "../backend.js";
 import { actorChain, currentActor } from "../decision.js";
 import type { RiskScorer } from "../risk.js";
 import { Forwarder } from "./forward.js";
-import { matchActions, parseHttpPattern } from "./match-action.js";
+import { matchActions, parseHttpPattern, type HttpPattern } from "./match-action.js";
 import { normalisePath } from "./normalise-path.js";
+import { renderInjection } from "./inject.js";
 
 export interface ToolRouteDependencies {
   backend: GatewayBackend;
@@ -265,6 +266,18 @@ async function bufferBody(request: FastifyRequest, maxBytes: number): Promise<Bu
   return Buffer.concat(chunks);
 }
 
+/** Parsed action patterns by tool, so a pattern is parsed once per cached tool, not per request. */
+const patterns = new WeakMap<Tool, (ToolAction & { pattern: HttpPattern })[]>();
+
+function parsedActions(tool: Tool): (ToolAction & { pattern: HttpPattern })[] {
+  let parsed = patterns.get(tool);
+  if (parsed === undefined) {
+    parsed = tool.actions.map((action) => ({ ...action, pattern: parseHttpPattern(action.spec) }));
+    patterns.set(tool, parsed);
+  }
+  return parsed;
+}
+
 /** Matches the action, scores the risk and evaluates Cedar; returns whether the request is allowed. */
 async function decide(
   dependencies: ToolRouteDependencies,
@@ -277,12 +290,7 @@ async function decide(
   const grant = claims.authorization_details?.find((detail) => detail.type === "agent_task");
   const tokenActions = (grant?.actions ?? []).map((action) => `${tool.name}:${action}`);
   const caseSensitive = (tool.config as Partial<HttpToolConfig>).case_sensitive !== false;
-  const candidates = matchActions(
-    tool.actions.map((action) => ({ ...action, pattern: parseHttpPattern(action.spec) })),
-    method,
-    path,
-    caseSensitive,
-  );
+  const candidates = matchActions(parsedActions(tool), method, path, caseSensitive);
   if (candidates.length === 0) {
     outcome.reason = "no action of the tool matches the request";
     return false;
@@ -339,25 +347,16 @@ async function forward(
   outcome: Outcome,
 ): Promise<FastifyReply> {
   const { tool, config, path } = allowed;
-  const values = new Map<string, string>();
-  for (const rule of config.inject) {
-    for (const name of rule.secrets)
-      if (!values.has(name)) values.set(name, await dependencies.backend.secret(tool.name, name));
-  }
-  const injected: Record<string, string> = {};
-  const query = new URLSearchParams(rawQuery);
-  for (const rule of config.inject) {
-    const value = renderTemplate(rule.template, values);
-    if (rule.location === "header") injected[rule.name.toLowerCase()] = value;
-    if (rule.location === "basic")
-      injected.authorization = `Basic ${Buffer.from(`${rule.name}:${value}`).toString("base64")}`;
-    if (rule.location === "query") {
-      query.delete(rule.name);
-      query.append(rule.name, value);
+  const injection = await renderInjection(dependencies.backend, tool.name, config);
+  let search = rawQuery;
+  if (injection.query.length > 0) {
+    const query = new URLSearchParams(rawQuery);
+    for (const [name, value] of injection.query) {
+      query.delete(name);
+      query.append(name, value);
     }
+    search = query.toString();
   }
-  const hasQueryRule = config.inject.some((rule) => rule.location === "query");
-  const search = hasQueryRule ? query.toString() : rawQuery;
   const hasBody =
     request.method !== "GET" &&
     request.method !== "HEAD" &&
@@ -370,12 +369,12 @@ async function forward(
       url: `${config.upstream}${path}${search === "" ? "" : `?${search}`}`,
       method: request.method,
       headers: request.headers,
-      injected,
+      injected: injection.headers,
       body: hasBody ? body : null,
       timeoutMs: config.timeout_ms,
       maxBodyBytes: config.max_body_bytes,
     },
-    echoedForms(values, config),
+    injection.echoForms,
   );
   upstream.body.on("error", (error) =>
     dependencies.log.info(
@@ -387,26 +386,6 @@ async function forward(
     .code(upstream.status)
     .headers({ ...upstream.headers, "writ-decision-id": outcome.decisionId })
     .send(upstream.body);
-}
-
-/**
- * Returns the forms in which an upstream could echo an injected credential in a response header: each
- * secret as is, percent-encoded as in a path or a query, and the base64 `USER:PASSWORD` of a Basic rule.
- */
-function echoedForms(values: ReadonlyMap<string, string>, config: HttpToolConfig): string[] {
-  const forms = new Set<string>();
-  for (const value of values.values()) {
-    forms.add(value);
-    forms.add(encodeURIComponent(value));
-    forms.add(new URLSearchParams([["", value]]).toString().slice(1));
-  }
-  for (const rule of config.inject) {
-    if (rule.location === "basic") {
-      const password = renderTemplate(rule.template, values);
-      forms.add(Buffer.from(`${rule.name}:${password}`).toString("base64"));
-    }
-  }
-  return [...forms];
 }
 
 /** Appends the decision to the audit log; the request is forwarded only once this resolves. */
