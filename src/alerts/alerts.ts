@@ -108,7 +108,7 @@ async function deliverPass(context: BrokerContext): Promise<void> {
         });
         status = response.status;
         await response.body?.cancel();
-        if (status < 200 || status > 299) failure = `receiver answered ${status}`;
+        if (status < 200 || status > 299) failure = `receiver returned status ${status}`;
       } catch (error) {
         failure = (error as Error).message;
       }

@@ -70,7 +70,7 @@ export class FeedFollower {
       "text/event-stream",
     );
     if (response.status !== 200 || response.body === null) {
-      throw new Error(`revocation feed answered ${response.status}`);
+      throw new Error(`revocation feed request failed with status ${response.status}`);
     }
     this.connected = true;
     onConnected();

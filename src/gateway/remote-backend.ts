@@ -63,7 +63,7 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
     if (countsTowardLimit) keysFetchedAtMs = options.clock.nowMs();
     try {
       const response = await fetch(`${options.issuer}/jwks.json`);
-      if (!response.ok) throw new Error(`JWKS request answered ${response.status}`);
+      if (!response.ok) throw new Error(`JWKS request failed with status ${response.status}`);
       const { keys: published } = (await response.json()) as { keys: JWK[] };
       for (const jwk of published) {
         if (typeof jwk.kid !== "string" || typeof jwk.alg !== "string" || keys.has(jwk.kid)) continue;

@@ -131,7 +131,10 @@ async function discoverIssuer(brokerUrl: string, log: Logger): Promise<string> {
     );
     return base;
   }
-  if (!metadata.ok) throw new Error(`no writ broker at "${brokerUrl}": metadata answered ${metadata.status}`);
+  if (!metadata.ok)
+    throw new Error(
+      `no writ broker at "${brokerUrl}": metadata request failed with status ${metadata.status}`,
+    );
   const { issuer } = (await metadata.json()) as { issuer: string };
   return issuer;
 }

@@ -56,7 +56,7 @@ export interface TokenResponse {
   authorization_details?: AgentTaskGrant[];
 }
 
-/** Who asked, as far as it is known when a request is refused. */
+/** The caller of a request, as far as it is known when the request is refused. */
 export interface Attribution {
   clientId?: string;
   taskId?: string;
@@ -64,7 +64,7 @@ export interface Attribution {
 
 /**
  * Handles `POST /oauth/token`. Every issuance is durable in the audit log before the token is
- * returned; every refusal is audited with its precise reason and rethrown for the wire.
+ * returned. Every refusal is audited with its precise reason and rethrown for the wire.
  */
 export async function handleTokenRequest(
   context: BrokerContext,
@@ -100,7 +100,7 @@ async function issue(
   // One-time identifiers are written with the issuance, in one transaction, and spent only by it.
   const replay = new DeferredReplayCache(context.clock);
   request.replay = replay;
-  // The proof is checked first: a client told to retry with a nonce must not have spent its assertion.
+  // The proof is checked first, so a client answered with use_dpop_nonce has not spent its assertion.
   const proof = await verifyDpopProof(
     { proofs: request.proofs, method: "POST", url: `${context.issuer}/oauth/token` },
     {

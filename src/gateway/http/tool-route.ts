@@ -31,7 +31,7 @@ export interface ToolRouteDependencies {
 
 const toolNamePattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 
-/** What was decided about one request, for the audit event and the response. */
+/** The decision on one request, for the audit event and the response. */
 export interface Outcome {
   decisionId: string;
   claims?: AccessTokenClaims;
@@ -51,9 +51,9 @@ export interface Outcome {
 }
 
 /**
- * Registers `/tools/<tool>/<path>`: the enforcement point for HTTP tools. Every request is
+ * Registers `/tools/<tool>/<path>`, the enforcement point for HTTP tools. Every request is
  * authenticated, checked against revocations, normalised, matched to an action and decided by
- * Cedar; the decision is durable in the audit log before anything is forwarded.
+ * Cedar. The decision is durable in the audit log before anything is forwarded.
  */
 export function registerToolRoute(app: FastifyInstance, dependencies: ToolRouteDependencies): void {
   const forwarder = new Forwarder();
@@ -107,7 +107,7 @@ async function handle(
   }
 }
 
-/** A request as enforcement sees it: its method, raw target path and credentials. */
+/** A request as enforcement reads it: its method, raw target path and credentials. */
 export interface EnforcementRequest {
   method: string;
   /** The request target's path as received, `/tools/<tool>/…`, without the query. */
@@ -119,8 +119,8 @@ export interface EnforcementRequest {
   /** The query exactly as received, without `?`; part of what a step-up approval is bound to. */
   query?: string;
   /**
-   * Buffers the request body, failing past `maxBytes`. Absent where the enforcement point never sees
-   * the body (the decision API), so actions that need approval are denied there.
+   * Buffers the request body, failing past `maxBytes`. It is absent where the enforcement point never
+   * receives the body (the decision API), so actions that need approval are denied there.
    */
   readBody?: (maxBytes: number) => Promise<Buffer>;
 }
@@ -141,7 +141,7 @@ export function newOutcome(method: string): Outcome {
 /**
  * Decides one tool request: authentication, revocation, path normalisation, action matching and
  * Cedar. Returns the allowed request once its decision is durable in the audit log, or undefined
- * once its denial is; throws a domain error (and records nothing) for requests refused earlier.
+ * once its denial is. A request refused earlier throws a domain error, and the caller records it.
  */
 export async function enforce(
   dependencies: ToolRouteDependencies,
