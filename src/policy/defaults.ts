@@ -5,7 +5,9 @@
  * - `writ.permit_task_actions`: the token's own actions, unless the action is high-risk, which needs an
  *   explicit site `permit`.
  * - `writ.forbid_other_environment`: a task never reaches a tool of another environment.
- * - `writ.forbid_action_outside_token`: nothing the token does not name.
+ * - `writ.forbid_action_outside_token`: nothing the token does not name. MCP protocol methods outside
+ *   the gateway's fixed list (`Action::"protocol_method"`) are exempt because no shipped policy permits
+ *   them: they pass only where a site policy does.
  * - `writ.permit_breakglass`: during an approved break-glass window (`context.breakglass`, true when
  *   the token carries `breakglass_id`), the token's own actions, high-risk ones included.
  */
@@ -15,7 +17,7 @@ when { context.token_actions.contains(context.action_name) && context.risk != "h
   "writ.forbid_other_environment": `forbid (principal, action, resource)
 unless { context.environment == resource.environment };`,
   "writ.forbid_action_outside_token": `forbid (principal, action, resource)
-unless { context.token_actions.contains(context.action_name) };`,
+unless { context.token_actions.contains(context.action_name) || action == Action::"protocol_method" };`,
   "writ.permit_breakglass": `permit (principal, action, resource)
 when { context.breakglass && context.token_actions.contains(context.action_name) };`,
 };

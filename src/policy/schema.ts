@@ -1,9 +1,19 @@
 import type { Tool } from "../tools/registry.js";
 
 /** Action groups that every tool action joins: one for its tool kind and one for its risk level. */
-export const actionGroups = ["kind:http", "kind:mcp", "risk:low", "risk:medium", "risk:high"] as const;
+export const actionGroups = [
+  "kind:http",
+  "kind:mcp",
+  "kind:postgres",
+  "risk:low",
+  "risk:medium",
+  "risk:high",
+] as const;
 
-/** Tool names that would collide with the action groups' `Action::"…"` ids. */
+/**
+ * Tool names that would collide with the action groups' `Action::"…"` ids. `protocol_method` has no
+ * colon, so no `TOOL:ACTION` id can equal it.
+ */
 export const reservedToolNames = new Set(["kind", "risk"]);
 
 /**
@@ -35,6 +45,12 @@ type RequestContext = {
 };
 
 action ${actionGroups.map((group) => `"${group}"`).join(", ")};
+
+action "protocol_method" appliesTo {
+  principal: [Agent, Human],
+  resource: [Tool],
+  context: RequestContext,
+};
 `;
 
 /** The attribute lines of `RequestContext`, which per-action context types repeat. */

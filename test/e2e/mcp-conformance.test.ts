@@ -129,6 +129,14 @@ describe("MCP conformance through the gateway", () => {
       ],
       config: { command: ["node", everythingServer, "stdio"] },
     });
+    // The protocol methods outside the gateway's fixed list pass only where a site policy names them.
+    await broker.admin.call("POST", "/v1/policies", {
+      id: "permit-everything-protocol-methods",
+      text:
+        'permit (principal, action == Action::"protocol_method", resource == Tool::"everything")\n' +
+        'when { ["logging/setLevel", "completion/complete", "resources/subscribe", ' +
+        '"resources/unsubscribe"].contains(context.method) };',
+    });
     const task = await startTask(broker, agent.name, [
       ...toolActions.map((name) => `everything:${name}`),
       ...promptActions.map((name) => `everything:prompt.${name}`),

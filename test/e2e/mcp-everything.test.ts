@@ -6,7 +6,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { createHash, randomUUID } from "node:crypto";
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from "jose";
-import { createMcpTransport, requestTaskToken } from "../../src/client/index.js";
+import { createMcpTransport, dpopFetch, requestTaskToken } from "../../src/client/index.js";
 import type { Task } from "../../src/tasks/tasks.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
 import { auditEvents, registerAgent, startTask, type TestAgent } from "../support/agent-client.js";
@@ -56,18 +56,24 @@ describe("gateway for MCP server-everything", () => {
   let toolUrl: string;
 
   async function connect(who: TestAgent, taskId: string): Promise<Client> {
+    return (await connectWithTransport(who, taskId)).client;
+  }
+
+  async function connectWithTransport(
+    who: TestAgent,
+    taskId: string,
+  ): Promise<{ client: Client; transport: ReturnType<typeof createMcpTransport> }> {
     const connected = new Client({ name: "test-agent", version: "1" });
-    await connected.connect(
-      createMcpTransport({
-        url: toolUrl,
-        issuer: broker.issuer,
-        clientId: who.clientId,
-        privateKey: who.privateKey,
-        taskId,
-        allowInsecureHttp: true,
-      }),
-    );
-    return connected;
+    const transport = createMcpTransport({
+      url: toolUrl,
+      issuer: broker.issuer,
+      clientId: who.clientId,
+      privateKey: who.privateKey,
+      taskId,
+      allowInsecureHttp: true,
+    });
+    await connected.connect(transport);
+    return { client: connected, transport };
   }
 
   /** Posts one raw JSON-RPC body with a valid token and proof for `everything`, plus `headers`. */
@@ -343,6 +349,89 @@ describe("gateway for MCP server-everything", () => {
     });
     assert.equal(response.status, 401);
     assert.match(response.headers.get("www-authenticate") ?? "", /error="invalid_dpop_proof"/);
+  });
+
+  test("protocol method outside the fixed list needs a site policy", async () => {
+    const denied = await mcpErrorOf(client.setLoggingLevel("info"));
+    assert.equal(denied.code, -32003);
+    const decisionId = (denied.data as { decision_id: string }).decision_id;
+    const event = (await auditEvents(broker.admin, "tool_call.denied")).find(
+      (entry) => entry.data.decision_id === decisionId,
+    );
+    assert.equal(event?.kind, "tool_call.denied");
+    assert.equal(event?.data.mcp_method, "logging/setLevel");
+
+    await broker.admin.call("POST", "/v1/policies", {
+      id: "permit-set-level",
+      text:
+        'permit (principal, action == Action::"protocol_method", resource == Tool::"everything")\n' +
+        'when { context.method == "logging/setLevel" && context.path != "debug" };',
+    });
+    try {
+      assert.deepEqual(await client.setLoggingLevel("info"), {});
+      // The level is the target a policy sees; this one is refused.
+      assert.equal((await mcpErrorOf(client.setLoggingLevel("debug"))).code, -32003);
+      // Only the named method passes.
+      const subscribe = await mcpErrorOf(
+        client.subscribeResource({ uri: "demo://resource/static/document/x" }),
+      );
+      assert.equal(subscribe.code, -32003);
+    } finally {
+      await broker.admin.call("POST", "/v1/policies/permit-set-level/remove", {});
+    }
+    assert.equal((await mcpErrorOf(client.setLoggingLevel("info"))).code, -32003);
+  });
+
+  test("initialize opens a session bound to the task and key", async () => {
+    const { client: session, transport } = await connectWithTransport(agent, task.id);
+    const sessionId = transport.sessionId;
+    assert.match(sessionId ?? "", /^[A-Za-z0-9_-]{24}$/);
+    await session.callTool({ name: "echo", arguments: { message: "in session" } });
+
+    // The same task's token held by another key cannot present the session.
+    const body = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" });
+    const foreign = await rawPost(body, { "mcp-session-id": sessionId as string });
+    assert.equal(foreign.status, 404);
+    assert.equal(((await foreign.json()) as { error: { code: number } }).error.code, -32001);
+    const unknown = await rawPost(body, { "mcp-session-id": "not-a-session" });
+    assert.equal(unknown.status, 404);
+    // Without a session id, a request is still served.
+    assert.equal((await rawPost(body)).status, 200);
+
+    await transport.terminateSession();
+    assert.equal(transport.sessionId, undefined);
+    await session.close();
+  });
+
+  test("a closed session is unknown to the key that opened it", async () => {
+    const options = {
+      url: toolUrl,
+      issuer: broker.issuer,
+      clientId: agent.clientId,
+      privateKey: agent.privateKey,
+      taskId: task.id,
+      allowInsecureHttp: true,
+      dpopKeys: await generateKeyPair("ES256"),
+    };
+    const session = new Client({ name: "test-agent", version: "1" });
+    const transport = createMcpTransport(options);
+    await session.connect(transport);
+    const sessionId = transport.sessionId as string;
+    const post = dpopFetch(options);
+    const ping = (): Promise<Response> =>
+      post(toolUrl, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          "mcp-session-id": sessionId,
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }),
+      });
+    assert.equal((await ping()).status, 200);
+    await transport.terminateSession();
+    await session.close();
+    assert.equal((await ping()).status, 404);
   });
 
   test("other agent cannot use the task", async () => {

@@ -31,6 +31,8 @@ export interface McpOutcome {
   policies: string[];
   errors: string[];
   riskScore: number | null;
+  /** Who started the task: a human's SPIFFE ID, a schedule, or the parent task. */
+  initiator: string | null;
   reason: string;
   args: Record<string, string | number> | null;
 }
@@ -44,6 +46,7 @@ export function newMcpOutcome(mcpMethod: string, target: string | null): McpOutc
     policies: [],
     errors: [],
     riskScore: null,
+    initiator: null,
     reason: "",
     args: null,
   };
@@ -79,6 +82,7 @@ export async function decideMcp(
     return false;
   }
   outcome.action = chosen.name;
+  outcome.initiator = caller.task?.initiator ?? null;
   const grant = caller.claims.authorization_details?.find((detail) => detail.type === "agent_task");
   if (caller.task === undefined || grant === undefined) {
     outcome.reason = "the token names no task";
@@ -151,6 +155,7 @@ export async function recordMcp(
       decision_id: outcome.decisionId,
       decision: verdict === "allowed" ? "allow" : "deny",
       reason: outcome.reason,
+      initiator: outcome.initiator,
       sub: chain?.sub ?? null,
       actors: chain?.actors ?? [],
       tool,
@@ -163,6 +168,59 @@ export async function recordMcp(
       errors: outcome.errors,
       risk_score: outcome.riskScore,
       jkt: claims?.cnf.jkt ?? null,
+      breakglass_id: claims?.breakglass_id ?? null,
     },
   });
+}
+
+/** The Cedar action of MCP protocol methods that the gateway relays only when a site policy permits. */
+export const protocolMethodAction = "protocol_method";
+
+/**
+ * Decides a protocol method outside the gateway's fixed list, such as `logging/setLevel`: the shipped
+ * policies permit none, so a site policy must permit `Action::"protocol_method"` for the method
+ * (`context.method`) and its target (`context.path`: a resource URI, a completion reference name, or a
+ * log level).
+ */
+export function decideProtocolMethod(
+  dependencies: { risk: RiskScorer; backend: GatewayBackend },
+  caller: McpCaller,
+  outcome: McpOutcome,
+): boolean {
+  const grant = caller.claims.authorization_details?.find((detail) => detail.type === "agent_task");
+  if (caller.task === undefined || grant === undefined) {
+    outcome.reason = "the token names no task";
+    return false;
+  }
+  const chain = actorChain(caller.claims);
+  const context: RequestContext = {
+    intent: caller.task.intent,
+    environment: grant.environment,
+    deadline: caller.task.deadline_s,
+    delegation_depth: chain.actors.length,
+    method: outcome.mcpMethod,
+    path: outcome.target ?? "",
+    risk: "low",
+    risk_score: dependencies.risk.score(caller.task.id, caller.tool.name),
+    action_name: `${caller.tool.name}:${outcome.mcpMethod}`,
+    token_actions: caller.tokenActions,
+    task_join: (caller.claims as { task_join?: unknown }).task_join === true,
+    breakglass: typeof (caller.claims as { breakglass_id?: unknown }).breakglass_id === "string",
+  };
+  outcome.riskScore = context.risk_score;
+  outcome.action = protocolMethodAction;
+  const result = dependencies.backend.policy.evaluate({
+    principal: {
+      type: parseSpiffeId(currentActor(chain))?.path[0] === "human" ? "Human" : "Agent",
+      id: currentActor(chain),
+    },
+    action: protocolMethodAction,
+    tool: caller.tool,
+    context,
+  });
+  outcome.policies = result.policies;
+  outcome.errors = result.errors;
+  outcome.reason =
+    result.decision === "allow" ? "permitted by policy" : "no policy permits this protocol method";
+  return result.decision === "allow";
 }

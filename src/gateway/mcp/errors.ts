@@ -12,6 +12,8 @@ export const mcpErrorCodes = {
   denied: -32003,
   /** The upstream server failed, timed out or could not be started. */
   upstreamUnavailable: -32004,
+  /** An `Mcp-Session-Id` that names no live session of this task and key; the client initializes again. */
+  sessionNotFound: -32001,
   /** The 2026-07-28 revision's `HeaderMismatch`. */
   headerMismatch: headerMismatchCode,
 } as const;

@@ -19,6 +19,7 @@ import { newMcpOutcome, recordMcp, type McpCaller } from "./decide.js";
 import { mcpErrorCodes } from "./errors.js";
 import { headerMismatch, type RawMessage } from "./headers.js";
 import { mcpActions } from "./match.js";
+import { McpSessions, type SessionBinding } from "./sessions.js";
 import { metadataPath, registerMetadataRoute } from "./metadata-route.js";
 import { buildMcpServer } from "./server.js";
 import { UpstreamPool, type UpstreamPoolOptions } from "./upstreams.js";
@@ -47,6 +48,11 @@ const relayedMethods = new Set([
   "resources/read",
   "prompts/list",
   "prompts/get",
+  // Relayed only where a site policy permits `Action::"protocol_method"`.
+  "logging/setLevel",
+  "completion/complete",
+  "resources/subscribe",
+  "resources/unsubscribe",
 ]);
 /** Notifications the SDK server takes; any other notification, and every response, is dropped. */
 const relayedNotifications = new Set(["notifications/initialized", "notifications/cancelled"]);
@@ -73,7 +79,14 @@ export function registerMcpRoute(app: FastifyInstance, dependencies: McpRouteDep
   });
   app.addHook("onClose", async () => pool.close());
   const publicOrigin = new URL(dependencies.backend.publicUrl).origin;
-  const context: RouteContext = { ...dependencies, nonces, authenticator, pool, publicOrigin };
+  const context: RouteContext = {
+    ...dependencies,
+    nonces,
+    authenticator,
+    pool,
+    publicOrigin,
+    sessions: new McpSessions(),
+  };
 
   registerMetadataRoute(app, dependencies.backend);
   app.register(async (scope) => {
@@ -84,9 +97,10 @@ export function registerMcpRoute(app: FastifyInstance, dependencies: McpRouteDep
       (_request, body, done) => done(null, body),
     );
     scope.post("/mcp/:tool", (request, reply) => handle(request, reply, context));
-    // Stateless: no server-initiated stream to resume and no session to delete.
+    scope.delete("/mcp/:tool", (request, reply) => closeSession(request, reply, context));
+    // No server-initiated stream: the gateway relays no server-to-client message.
     scope.route({
-      method: ["GET", "DELETE"],
+      method: ["GET"],
       url: "/mcp/:tool",
       handler: (_request, reply) =>
         reply
@@ -102,6 +116,7 @@ interface RouteContext extends McpRouteDependencies {
   authenticator: RequestAuthenticator;
   pool: UpstreamPool;
   publicOrigin: string;
+  sessions: McpSessions;
 }
 
 async function handle(
@@ -113,42 +128,10 @@ async function handle(
   const { backend } = context;
   reply.header("Cache-Control", "no-store").header("DPoP-Nonce", context.nonces.issue());
 
-  // Browsers send Origin; a page of another origin must not reach a loopback gateway (DNS rebinding).
-  const origins = headerValues(request, "origin");
-  if (origins.length > 1 || (origins.length === 1 && origins[0] !== context.publicOrigin)) {
-    return reply.code(403).send(rpcError(null, mcpErrorCodes.invalidRequest, "origin not allowed"));
-  }
-  if (!toolNamePattern.test(toolName))
-    return reply.code(404).send({ error: "not_found", error_description: "no such tool" });
+  if (!checkOriginAndTool(request, reply, context, toolName)) return reply;
 
-  let claims: AccessTokenClaims;
-  try {
-    if (!backend.revocations.isFresh()) {
-      throw new WritError("temporarily_unavailable", "the gateway cannot confirm revocations; retry later", {
-        detail: "revocation feed silent past its bound",
-      });
-    }
-    claims = await context.authenticator.authenticate(
-      {
-        authorizations: headerValues(request, "authorization"),
-        proofs: headerValues(request, "dpop"),
-        method: "POST",
-        url: `${backend.publicUrl}/mcp/${toolName}`,
-      },
-      `${backend.issuer}/mcp/${toolName}`,
-    );
-    const chain = actorChain(claims);
-    const revoked = backend.revocations.revocationOf({
-      jti: claims.jti,
-      task_id: claims.task_id,
-      identities: [chain.sub, ...chain.actors],
-      iat: claims.iat,
-    });
-    if (revoked !== undefined)
-      throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
-  } catch (error) {
-    return refuse(request, reply, context, toolName, error);
-  }
+  const claims = await authenticateRequest(request, reply, context, toolName, "POST");
+  if (claims === undefined) return reply;
 
   const tool = await backend.tool(toolName);
   const config = tool?.config as Partial<McpToolConfig> | undefined;
@@ -188,6 +171,17 @@ async function handle(
   }
 
   const method = typeof raw.method === "string" ? raw.method : undefined;
+  const binding = sessionBinding(claims, toolName);
+  const sessionIds = headerValues(request, "mcp-session-id");
+  const nowS = Math.floor(context.clock.nowMs() / 1000);
+  if (
+    sessionIds.length > 1 ||
+    (sessionIds.length === 1 && !context.sessions.matches(sessionIds[0] as string, binding, nowS))
+  ) {
+    return reply
+      .code(404)
+      .send(rpcError(id, mcpErrorCodes.sessionNotFound, "no such session for this task and key"));
+  }
   const isRequest = method !== undefined && id !== null;
   if (!isRequest) {
     // A response (the gateway sends the agent no requests) or a notification nothing here consumes.
@@ -215,6 +209,10 @@ async function handle(
     pathBase:
       config.command === undefined ? { cwd: "/", home: "/" } : { cwd: folders.work, home: folders.home },
   };
+  if (method === "initialize") {
+    const expiresS = caller.task?.deadline_s ?? claims.exp;
+    reply.header("Mcp-Session-Id", context.sessions.open(binding, expiresS, nowS));
+  }
   const server = buildMcpServer({ ...context, pool: context.pool }, caller, config as McpToolConfig);
   const transport = new StreamableHTTPServerTransport({
     sessionIdGenerator: undefined,
@@ -229,6 +227,101 @@ async function handle(
     void server.close();
   });
   await transport.handleRequest(request.raw, reply.raw, message);
+}
+
+/** Ends an MCP session at the agent's request (`DELETE` with its `Mcp-Session-Id`). */
+async function closeSession(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  context: RouteContext,
+): Promise<FastifyReply> {
+  const toolName = (request.params as { tool: string }).tool;
+  reply.header("Cache-Control", "no-store").header("DPoP-Nonce", context.nonces.issue());
+  if (!checkOriginAndTool(request, reply, context, toolName)) return reply;
+  const claims = await authenticateRequest(request, reply, context, toolName, "DELETE");
+  if (claims === undefined) return reply;
+  const sessionIds = headerValues(request, "mcp-session-id");
+  const closed =
+    sessionIds.length === 1 &&
+    context.sessions.close(
+      sessionIds[0] as string,
+      sessionBinding(claims, toolName),
+      Math.floor(context.clock.nowMs() / 1000),
+    );
+  if (!closed) {
+    return reply
+      .code(404)
+      .send(rpcError(null, mcpErrorCodes.sessionNotFound, "no such session for this task and key"));
+  }
+  return reply.code(204).send();
+}
+
+/** Refuses a foreign Origin (403) or a malformed tool name (404); true when the request may go on. */
+function checkOriginAndTool(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  context: RouteContext,
+  toolName: string,
+): boolean {
+  // Browsers send Origin; a page of another origin must not reach a loopback gateway (DNS rebinding).
+  const origins = headerValues(request, "origin");
+  if (origins.length > 1 || (origins.length === 1 && origins[0] !== context.publicOrigin)) {
+    void reply.code(403).send(rpcError(null, mcpErrorCodes.invalidRequest, "origin not allowed"));
+    return false;
+  }
+  if (!toolNamePattern.test(toolName)) {
+    void reply.code(404).send({ error: "not_found", error_description: "no such tool" });
+    return false;
+  }
+  return true;
+}
+
+function sessionBinding(claims: AccessTokenClaims, toolName: string): SessionBinding {
+  return { taskId: claims.task_id ?? claims.jti, jkt: claims.cnf.jkt, tool: toolName };
+}
+
+/**
+ * Authenticates one request: a fresh revocation view, a DPoP-bound token for this tool with a proof
+ * of `method` carrying a server nonce, and no revocation of the token, task or identities. Answers the
+ * refusal itself and returns undefined when any check fails.
+ */
+async function authenticateRequest(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  context: RouteContext,
+  toolName: string,
+  method: "POST" | "DELETE",
+): Promise<AccessTokenClaims | undefined> {
+  const { backend } = context;
+  try {
+    if (!backend.revocations.isFresh()) {
+      throw new WritError("temporarily_unavailable", "the gateway cannot confirm revocations; retry later", {
+        detail: "revocation feed silent past its bound",
+      });
+    }
+    const claims = await context.authenticator.authenticate(
+      {
+        authorizations: headerValues(request, "authorization"),
+        proofs: headerValues(request, "dpop"),
+        method,
+        url: `${backend.publicUrl}/mcp/${toolName}`,
+      },
+      `${backend.issuer}/mcp/${toolName}`,
+    );
+    const chain = actorChain(claims);
+    const revoked = backend.revocations.revocationOf({
+      jti: claims.jti,
+      task_id: claims.task_id,
+      identities: [chain.sub, ...chain.actors],
+      iat: claims.iat,
+    });
+    if (revoked !== undefined)
+      throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
+    return claims;
+  } catch (error) {
+    await refuse(request, reply, context, toolName, error);
+    return undefined;
+  }
 }
 
 /** Sends the RFC 6750 and RFC 9449 challenge for an authentication failure, with the metadata URL. */

@@ -3,6 +3,9 @@ import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import {
   CallToolRequestSchema,
   CallToolResultSchema,
+  CompleteRequestSchema,
+  CompleteResultSchema,
+  EmptyResultSchema,
   ErrorCode,
   GetPromptRequestSchema,
   GetPromptResultSchema,
@@ -17,6 +20,9 @@ import {
   McpError,
   ReadResourceRequestSchema,
   ReadResourceResultSchema,
+  SetLevelRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
   type Prompt,
   type Resource,
   type ResourceTemplate,
@@ -29,6 +35,7 @@ import type { GatewayBackend } from "../backend.js";
 import type { RiskScorer } from "../risk.js";
 import {
   decideMcp,
+  decideProtocolMethod,
   grantedActions,
   newMcpOutcome,
   recordMcp,
@@ -61,7 +68,17 @@ export function buildMcpServer(
 ): Server {
   const server = new Server(
     { name: `writ-gateway/${caller.tool.name}`, version: "1" },
-    { capabilities: { tools: {}, resources: {}, prompts: {} } },
+    {
+      // Logging, completions and subscriptions are advertised to every task, and each request for them
+      // is decided by policy like any other.
+      capabilities: {
+        tools: {},
+        resources: { subscribe: true },
+        prompts: {},
+        logging: {},
+        completions: {},
+      },
+    },
   );
   const taskId = caller.claims.task_id ?? caller.claims.jti;
   const deadlineS = caller.task?.deadline_s ?? caller.claims.exp;
@@ -246,6 +263,54 @@ export function buildMcpServer(
         },
       ),
     );
+  });
+
+  /** Decides, audits and relays a protocol method that only a site policy can permit. */
+  async function relayProtocolMethod(
+    method: string,
+    target: string,
+    params: Record<string, unknown>,
+    signal: AbortSignal,
+  ): Promise<Record<string, unknown>> {
+    const outcome = newMcpOutcome(method, target);
+    const allowed = decideProtocolMethod(dependencies, caller, outcome);
+    if (!allowed) dependencies.risk.recordDenial(taskId);
+    await recordMcp(
+      dependencies.backend,
+      caller.claims,
+      caller.tool.name,
+      outcome,
+      allowed ? "allowed" : "denied",
+    );
+    if (!allowed) {
+      throw new McpError(mcpErrorCodes.denied, `${method} "${target}" is not allowed for this task`, {
+        decision_id: outcome.decisionId,
+      });
+    }
+    const schema = method === "completion/complete" ? CompleteResultSchema : EmptyResultSchema;
+    return upstream(outcome, signal, (client) =>
+      client.request({ method, params: withoutProgress(params) }, schema, {
+        signal,
+        timeout: config.timeout_ms,
+      }),
+    );
+  }
+
+  server.setRequestHandler(SetLevelRequestSchema, (request, extra) =>
+    relayProtocolMethod(request.method, request.params.level, request.params, extra.signal),
+  );
+  server.setRequestHandler(SubscribeRequestSchema, (request, extra) =>
+    relayProtocolMethod(request.method, request.params.uri, request.params, extra.signal),
+  );
+  server.setRequestHandler(UnsubscribeRequestSchema, (request, extra) =>
+    relayProtocolMethod(request.method, request.params.uri, request.params, extra.signal),
+  );
+  server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {
+    const ref = request.params.ref;
+    const target = ref.type === "ref/prompt" ? ref.name : ref.uri;
+    return (await relayProtocolMethod(request.method, target, request.params, extra.signal)) as {
+      completion: { values: string[] };
+    };
   });
 
   /** Reads every page of an upstream listing; the agent gets the filtered whole in one page. */

@@ -229,7 +229,11 @@ export class UpstreamPool {
       for (const name of variable.secrets) values.set(name, await this.options.backend.secret(tool, name));
       env[variable.name] = renderTemplate(variable.template, values);
     }
-    const argv = (config.command ?? []).map((part) => part.replaceAll("${task_dir}", folders.work));
+    const credential = config.system === undefined ? undefined : await this.systemCredential(config.system, taskId);
+    if (credential !== undefined) env.PGPASSWORD = credential.password;
+    const argv = (config.command ?? []).map((part) =>
+      part.replaceAll("${task_dir}", folders.work).replaceAll("${system_url}", credential?.url ?? ""),
+    );
     const transport = new ChildProcessTransport({
       argv,
       env,
@@ -240,6 +244,15 @@ export class UpstreamPool {
     await client.connect(transport, { timeout: config.timeout_ms });
     log.info({ pid: transport.pid }, "mcp upstream started");
     return client;
+  }
+
+  /** Fetches the task's own credential on `system`, which only an embedded gateway's backend has. */
+  private async systemCredential(system: string, taskId: string): Promise<{ url: string; password: string }> {
+    const fetchCredential = this.options.backend.systemCredential?.bind(this.options.backend);
+    if (fetchCredential === undefined) {
+      throw new Error(`only the gateway embedded in the broker can inject the credential of system "${system}"`);
+    }
+    return fetchCredential(system, taskId);
   }
 
   private async injectedHeaders(tool: string, config: McpToolConfig): Promise<Record<string, string>> {
