@@ -241,6 +241,31 @@ describe("revocation feed", () => {
     assert.equal(body.error, "access_denied");
   });
 
+  test("stream ends when its token is revoked", async () => {
+    const { accessToken, dpop } = await requestPersonToken(as, adminKey);
+    const abort = new AbortController();
+    const response = await oauth.protectedResourceRequest(
+      accessToken,
+      "GET",
+      new URL(`${broker.issuer}/v1/revocations`),
+      new Headers({ accept: "text/event-stream" }),
+      null,
+      { DPoP: dpop, signal: abort.signal, ...loopbackHttp },
+    );
+    assert.equal(response.status, 200);
+    const events = new EventStreamReader(response.body as ReadableStream<Uint8Array>);
+    try {
+      await events.nextOfType("snapshot", 2000);
+      const jti = String(decodeJwt(accessToken).jti);
+      await broker.admin.call("POST", "/v1/revoke", { token: jti });
+      const revocation = parse<RevocationEvent>(await events.nextOfType("revocation", 2000));
+      assert.deepEqual(revocation.jtis, [jti]);
+      await assert.rejects(events.next(2000), /event stream ended/);
+    } finally {
+      abort.abort();
+    }
+  });
+
   test("request without token is refused", async () => {
     const response = await fetch(`${broker.issuer}/v1/revocations`);
     await response.body?.cancel();

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { BrokerContext } from "../../broker/context.js";
 import type { RevocationEvent } from "../../revocation/feed.js";
+import { logFields } from "../../log/fields.js";
 import { apiRoute } from "./api.js";
 
 /**
@@ -8,7 +9,9 @@ import { apiRoute } from "./api.js";
  * `?cursor=N` or `Last-Event-ID`; one that starts, or whose cursor is unknown or purged, first gets a
  * `snapshot` event with every revocation whose tokens may still be unexpired. Each later revocation
  * is a `revocation` event whose id is its sequence number, and a `heartbeat` event arrives at least
- * every `revocation_heartbeat_seconds`, so a follower can tell a quiet feed from a broken one.
+ * every `revocation_heartbeat_seconds`, so a follower can tell a quiet feed from a broken one. The
+ * stream ends when the follower's token expires or is revoked, and the follower reconnects with a new
+ * token from its cursor.
  */
 export function registerRevocationFeed(app: FastifyInstance, context: BrokerContext): void {
   apiRoute(app, context, "GET", "/v1/revocations", ["admin", "gateway"], async (caller, request, reply) => {
@@ -36,10 +39,22 @@ export function registerRevocationFeed(app: FastifyInstance, context: BrokerCont
     const send = (event: string, id: number | undefined, data: unknown): void => {
       raw.write(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
+    // The stream lives no longer than the token that opened it: a follower whose token expired or
+    // was revoked must authenticate again to go on reading.
+    const end = (why: string): void => {
+      if (raw.writableEnded) return;
+      request.log.info(
+        { follower: caller.id, [logFields.jti]: caller.claims.jti, why },
+        "revocation feed closed",
+      );
+      raw.end();
+    };
     const sendRevocation = (event: RevocationEvent): void => {
       if (event.seq <= lastSent) return;
       lastSent = event.seq;
       send("revocation", event.seq, event);
+      if (event.jtis.includes(caller.claims.jti) || event.agent_ids.includes(caller.id))
+        end("the follower's token or identity was revoked");
     };
 
     const resumed =
@@ -63,6 +78,10 @@ export function registerRevocationFeed(app: FastifyInstance, context: BrokerCont
     // wait for the next interval before it trusts its state again.
     send("heartbeat", undefined, { cursor: lastSent, time: context.clock.nowMs() });
 
+    const expiry = setTimeout(
+      () => end("the follower's token expired"),
+      Math.min(Math.max(0, caller.claims.exp * 1000 - context.clock.nowMs()), 2 ** 31 - 1),
+    );
     const heartbeat = setInterval(
       () => send("heartbeat", undefined, { cursor: lastSent, time: context.clock.nowMs() }),
       context.config.revocation_heartbeat_seconds * 1000,
@@ -70,6 +89,7 @@ export function registerRevocationFeed(app: FastifyInstance, context: BrokerCont
     request.log.info({ follower: caller.id, cursor: lastSent }, "revocation feed follower connected");
     raw.on("close", () => {
       clearInterval(heartbeat);
+      clearTimeout(expiry);
       unsubscribe();
       request.log.info({ follower: caller.id }, "revocation feed follower disconnected");
     });
