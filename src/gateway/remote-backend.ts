@@ -17,6 +17,8 @@ import type { AuditSpool } from "./spool.js";
 const keySetRefreshMs = 30_000;
 /** How long tools, policies and credentials are used before they are fetched again, in milliseconds. */
 const refreshMs = 5000;
+/** First retry delay while no copy of the policies has been fetched, doubling up to `refreshMs`. */
+const policyRetryInitialMs = 250;
 /** Periodic refreshes between two key set fetches: with `refreshMs`, once a minute. */
 const keyRefreshEvery = 12;
 /** How long the gateway waits for the first snapshot at start before serving (and denying). */
@@ -79,12 +81,15 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
     }
   };
 
+  // Until a first copy of the policies arrives every call is denied, so the fetch is retried sooner.
+  let policyLoaded = false;
   const refreshPolicy = async (): Promise<void> => {
     const [{ tools: registered }, { site }] = await Promise.all([
       client.call<{ tools: Tool[] }>("GET", "/v1/tools"),
       client.call<{ site: { id: string; text: string }[] }>("GET", "/v1/policies"),
     ]);
     policy.load(registered, Object.fromEntries(site.map((entry) => [entry.id, entry.text])));
+    policyLoaded = true;
     const now = options.clock.nowMs();
     for (const tool of registered) tools.set(tool.name, { tool, atMs: now });
   };
@@ -107,8 +112,19 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
     }
   });
   await follower.start(firstSnapshotWaitMs);
-  const timer = setInterval(() => void refresh(), refreshMs);
-  timer.unref();
+  let timer: NodeJS.Timeout | undefined;
+  let retryMs = policyRetryInitialMs;
+  const scheduleRefresh = (): void => {
+    const delayMs = policyLoaded ? refreshMs : retryMs;
+    retryMs = Math.min(retryMs * 2, refreshMs);
+    timer = setTimeout(() => {
+      void refresh().finally(() => {
+        if (timer !== undefined) scheduleRefresh();
+      });
+    }, delayMs);
+    timer.unref();
+  };
+  scheduleRefresh();
 
   return {
     issuer: options.issuer,
@@ -191,7 +207,8 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
       }
     },
     async close() {
-      clearInterval(timer);
+      clearTimeout(timer);
+      timer = undefined;
       follower.stop();
       await options.spool.close();
     },
