@@ -20,6 +20,8 @@ export interface RequestContext {
   token_actions: string[];
   task_join: boolean;
   breakglass: boolean;
+  /** MCP protocol methods only: whether the token grants the method's target. */
+  target_granted?: boolean;
   /** MCP tool calls of actions that declare arguments: the declared arguments, paths resolved. */
   args?: Record<string, string | number>;
 }
@@ -95,6 +97,14 @@ export class PolicyEngine {
             attrs: { kind: request.tool.kind, environment: request.tool.environment },
             parents: [],
           },
+          // The schema declares each tool action's groups, but requests are evaluated without it, so
+          // the action's parents are passed here; without them `action in Action::"kind:http"`
+          // would never match and a `forbid` written that way would never apply.
+          {
+            uid: { type: "Action", id: request.action },
+            attrs: {},
+            parents: actionParents(request),
+          },
         ],
         preparsedPolicySetId: this.policySetId,
       });
@@ -112,6 +122,15 @@ export class PolicyEngine {
     const errors = diagnostics.errors.map((error) => `${error.policyId}: ${error.error.message}`);
     return { decision: errors.length > 0 ? "deny" : decision, policies: diagnostics.reason, errors };
   }
+}
+
+/** The action groups a request's action belongs to: its tool kind and its risk level. */
+function actionParents(request: PolicyRequest): { type: string; id: string }[] {
+  if (!request.action.includes(":")) return [];
+  return [
+    { type: "Action", id: `kind:${request.tool.kind}` },
+    { type: "Action", id: `risk:${request.context.risk}` },
+  ];
 }
 
 /** Validates policies against a schema in strict mode; returns one line per problem. */
