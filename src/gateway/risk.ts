@@ -33,6 +33,18 @@ export class RiskScorer {
 
   /** Scores a request about to be decided, and counts it. */
   score(taskId: string, tool: string): number {
+    return this.compute(taskId, tool, true);
+  }
+
+  /**
+   * Scores a request without counting it toward the rate or a tool's first use, for requests such as
+   * MCP protocol methods that use no tool action.
+   */
+  peek(taskId: string, tool: string): number {
+    return this.compute(taskId, tool, false);
+  }
+
+  private compute(taskId: string, tool: string, count: boolean): number {
     const now = this.clock.nowMs();
     const behaviour = this.behaviour(taskId);
     // Times arrive in order, so expired ones are skipped from the front in amortised constant time.
@@ -46,14 +58,14 @@ export class RiskScorer {
       behaviour.recent = behaviour.recent.slice(behaviour.first);
       behaviour.first = 0;
     }
-    behaviour.recent.push(now);
+    if (count) behaviour.recent.push(now);
     const inWindow = behaviour.recent.length - behaviour.first;
 
     let score = behaviour.denials * pointsPerDenial;
     score += Math.max(0, inWindow - normalRequestsPerWindow);
     if (!behaviour.tools.has(tool)) {
       score += pointsFirstUseOfTool;
-      behaviour.tools.add(tool);
+      if (count) behaviour.tools.add(tool);
     }
     const hour = new Date(now).getUTCHours();
     if (hour < workdayStartHour || hour >= workdayEndHour) score += pointsOffHours;

@@ -42,6 +42,7 @@ type RequestContext = {
   token_actions: Set<String>,
   task_join: Bool,
   breakglass: Bool,
+  target_granted?: Bool,
 };
 
 action ${actionGroups.map((group) => `"${group}"`).join(", ")};

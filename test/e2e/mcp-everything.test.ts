@@ -393,8 +393,9 @@ describe("gateway for MCP server-everything", () => {
     const foreign = await rawPost(body, { "mcp-session-id": sessionId as string });
     assert.equal(foreign.status, 404);
     assert.equal(((await foreign.json()) as { error: { code: number } }).error.code, -32001);
+    // An id this gateway never issued (after a restart, or from another process) is served.
     const unknown = await rawPost(body, { "mcp-session-id": "not-a-session" });
-    assert.equal(unknown.status, 404);
+    assert.equal(unknown.status, 200);
     // Without a session id, a request is still served.
     assert.equal((await rawPost(body)).status, 200);
 
@@ -432,6 +433,39 @@ describe("gateway for MCP server-everything", () => {
     await transport.terminateSession();
     await session.close();
     assert.equal((await ping()).status, 404);
+  });
+
+  test("action that needs approval is refused", async () => {
+    await broker.admin.call("POST", "/v1/tools", {
+      name: "everything-approved",
+      kind: "mcp",
+      environment: "prod",
+      actions: [{ name: "echo", approval: { role: "approver", count: 1 } }],
+      config: { command: ["node", everythingServer, "stdio"] },
+    });
+    const held = await startTask(broker, agent.name, ["everything-approved:echo"]);
+    const approved = new Client({ name: "test-agent", version: "1" });
+    await approved.connect(
+      createMcpTransport({
+        url: `${broker.issuer}/mcp/everything-approved`,
+        issuer: broker.issuer,
+        clientId: agent.clientId,
+        privateKey: agent.privateKey,
+        taskId: held.id,
+        allowInsecureHttp: true,
+      }),
+    );
+    try {
+      const refused = await mcpErrorOf(approved.callTool({ name: "echo", arguments: { message: "x" } }));
+      assert.equal(refused.code, -32003);
+      const decisionId = (refused.data as { decision_id: string }).decision_id;
+      const event = (await auditEvents(broker.admin, "tool_call.denied")).find(
+        (entry) => entry.data.decision_id === decisionId,
+      );
+      assert.match(String(event?.data.reason), /needs approval/);
+    } finally {
+      await approved.close();
+    }
   });
 
   test("other agent cannot use the task", async () => {

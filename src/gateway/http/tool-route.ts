@@ -42,12 +42,16 @@ export interface Outcome {
   policies: string[];
   errors: string[];
   riskScore?: number;
+  /** The task's initiator: a person's SPIFFE ID, a schedule, or the parent task. */
+  initiator?: string;
   reason: string;
   /** The external proxy that asked for this decision, when it came through the decision API. */
   via?: string;
   /** For an action that needs approval: the approval request of this exact call and its state. */
   approvalId?: string;
   approvalStatus?: "granted" | "pending" | "rejected";
+  /** The address the request came from: the socket's peer, never a forwarding header. */
+  clientIp?: string;
 }
 
 /**
@@ -76,6 +80,7 @@ async function handle(
   const rawUrl = request.raw.url ?? "/";
   const queryAt = rawUrl.indexOf("?");
   const outcome = newOutcome(request.method);
+  outcome.clientIp = request.ip;
   try {
     const allowed = await enforce(
       dependencies,
@@ -308,6 +313,7 @@ async function decide(
     return false;
   }
   const chain = actorChain(claims);
+  outcome.initiator = task.initiator;
   outcome.riskScore = dependencies.risk.score(task.id, tool.name);
   const result = dependencies.backend.policy.evaluate({
     principal: {
@@ -405,6 +411,7 @@ async function record(
       decision_id: outcome.decisionId,
       decision: verdict === "allowed" ? "allow" : "deny",
       reason: outcome.reason,
+      initiator: outcome.initiator ?? null,
       sub: chain?.sub ?? null,
       actors: chain?.actors ?? [],
       tool: outcome.tool ?? null,
@@ -418,6 +425,7 @@ async function record(
       via: outcome.via ?? null,
       breakglass_id: claims?.breakglass_id ?? null,
       approval_id: outcome.approvalId ?? null,
+      client_ip: outcome.clientIp ?? null,
     },
   });
 }

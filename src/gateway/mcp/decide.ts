@@ -17,6 +17,8 @@ export interface McpCaller {
   actions: McpAction[];
   /** `TOOL:ACTION` for each action the token grants. */
   tokenActions: string[];
+  /** The address the request came from: the socket's peer, never a forwarding header. */
+  clientIp: string;
   /** Where relative and `~` paths in arguments resolve, as the upstream server resolves them. */
   pathBase: { cwd: string; home: string };
 }
@@ -31,17 +33,28 @@ export interface McpOutcome {
   policies: string[];
   errors: string[];
   riskScore: number | null;
-  /** Who started the task: a human's SPIFFE ID, a schedule, or the parent task. */
+  /** The task's initiator: a person's SPIFFE ID, a schedule, or the parent task. */
   initiator: string | null;
   reason: string;
   args: Record<string, string | number> | null;
+  clientIp: string | null;
+}
+
+/** Longest target kept whole in an audit event or an error message; longer ones are cut. */
+const maxRecordedTargetLength = 1024;
+
+/** Cuts a target an agent sent so that one request cannot write megabytes into the audit log. */
+export function recordedTarget(target: string): string {
+  return target.length <= maxRecordedTargetLength
+    ? target
+    : `${target.slice(0, maxRecordedTargetLength)}…[${target.length} characters]`;
 }
 
 export function newMcpOutcome(mcpMethod: string, target: string | null): McpOutcome {
   return {
     decisionId: randomUUID(),
-    mcpMethod,
-    target,
+    mcpMethod: recordedTarget(mcpMethod),
+    target: target === null ? null : recordedTarget(target),
     action: null,
     policies: [],
     errors: [],
@@ -49,6 +62,7 @@ export function newMcpOutcome(mcpMethod: string, target: string | null): McpOutc
     initiator: null,
     reason: "",
     args: null,
+    clientIp: null,
   };
 }
 
@@ -88,12 +102,18 @@ export async function decideMcp(
     outcome.reason = "the token names no task";
     return false;
   }
+  // The MCP gateway cannot hold a call while people decide, so an action that needs approval is
+  // refused rather than let through without it.
+  if (chosen.approval !== undefined) {
+    outcome.reason = "this action needs approval, which the MCP gateway cannot wait for";
+    return false;
+  }
 
   const context: RequestContext = {
     intent: caller.task.intent,
     environment: grant.environment,
     deadline: caller.task.deadline_s,
-    delegation_depth: actorChain(caller.claims).actors.length,
+    delegation_depth: caller.task.depth,
     method: outcome.mcpMethod,
     path: name,
     risk: chosen.risk,
@@ -168,6 +188,7 @@ export async function recordMcp(
       errors: outcome.errors,
       risk_score: outcome.riskScore,
       jkt: claims?.cnf.jkt ?? null,
+      client_ip: outcome.clientIp,
       breakglass_id: claims?.breakglass_id ?? null,
     },
   });
@@ -180,12 +201,14 @@ export const protocolMethodAction = "protocol_method";
  * Decides a protocol method outside the gateway's fixed list, such as `logging/setLevel`: the shipped
  * policies permit none, so a site policy must permit `Action::"protocol_method"` for the method
  * (`context.method`) and its target (`context.path`: a resource URI, a completion reference name, or a
- * log level).
+ * log level). `targetGranted` says whether the token grants that target; the shipped policies forbid
+ * the method otherwise, whatever a site policy permits.
  */
 export function decideProtocolMethod(
   dependencies: { risk: RiskScorer; backend: GatewayBackend },
   caller: McpCaller,
   outcome: McpOutcome,
+  targetGranted: boolean,
 ): boolean {
   const grant = caller.claims.authorization_details?.find((detail) => detail.type === "agent_task");
   if (caller.task === undefined || grant === undefined) {
@@ -197,15 +220,16 @@ export function decideProtocolMethod(
     intent: caller.task.intent,
     environment: grant.environment,
     deadline: caller.task.deadline_s,
-    delegation_depth: chain.actors.length,
+    delegation_depth: caller.task.depth,
     method: outcome.mcpMethod,
     path: outcome.target ?? "",
     risk: "low",
-    risk_score: dependencies.risk.score(caller.task.id, caller.tool.name),
+    risk_score: dependencies.risk.peek(caller.task.id, caller.tool.name),
     action_name: `${caller.tool.name}:${outcome.mcpMethod}`,
     token_actions: caller.tokenActions,
     task_join: (caller.claims as { task_join?: unknown }).task_join === true,
     breakglass: typeof (caller.claims as { breakglass_id?: unknown }).breakglass_id === "string",
+    target_granted: targetGranted,
   };
   outcome.riskScore = context.risk_score;
   outcome.action = protocolMethodAction;

@@ -105,7 +105,7 @@ export function registerMcpRoute(app: FastifyInstance, dependencies: McpRouteDep
       handler: (_request, reply) =>
         reply
           .code(405)
-          .header("Allow", "POST")
+          .header("Allow", "POST, DELETE")
           .send(rpcError(null, mcpErrorCodes.invalidRequest, "use POST")),
     });
   });
@@ -151,6 +151,7 @@ async function handle(
   }
   if (Array.isArray(message) || typeof message !== "object" || message === null) {
     const outcome = newMcpOutcome(Array.isArray(message) ? "batch" : "invalid", null);
+    outcome.clientIp = request.ip;
     outcome.reason = Array.isArray(message) ? "JSON-RPC batches are not accepted" : "not a JSON-RPC message";
     await recordMcp(backend, claims, toolName, outcome, "denied");
     return reply.code(400).send(
@@ -174,10 +175,9 @@ async function handle(
   const binding = sessionBinding(claims, toolName);
   const sessionIds = headerValues(request, "mcp-session-id");
   const nowS = Math.floor(context.clock.nowMs() / 1000);
-  if (
-    sessionIds.length > 1 ||
-    (sessionIds.length === 1 && !context.sessions.matches(sessionIds[0] as string, binding, nowS))
-  ) {
+  const session =
+    sessionIds.length === 1 ? context.sessions.check(sessionIds[0] as string, binding, nowS) : undefined;
+  if (sessionIds.length > 1 || session === "foreign" || session === "closed") {
     return reply
       .code(404)
       .send(rpcError(id, mcpErrorCodes.sessionNotFound, "no such session for this task and key"));
@@ -188,10 +188,11 @@ async function handle(
     if (method === undefined || !relayedNotifications.has(method)) return reply.code(202).send();
   } else if (!relayedMethods.has(method)) {
     const outcome = newMcpOutcome(method, null);
+    outcome.clientIp = request.ip;
     outcome.reason = "the gateway does not relay this method";
     await recordMcp(backend, claims, toolName, outcome, "denied");
     return reply.code(200).send(
-      rpcError(id, mcpErrorCodes.denied, `method "${method}" is not allowed`, {
+      rpcError(id, mcpErrorCodes.denied, `method "${outcome.mcpMethod}" is not allowed`, {
         decision_id: outcome.decisionId,
       }),
     );
@@ -206,12 +207,14 @@ async function handle(
     tool,
     actions: mcpActions(tool.actions),
     tokenActions: (grant?.actions ?? []).map((action) => `${tool.name}:${action}`),
+    clientIp: request.ip,
     pathBase:
       config.command === undefined ? { cwd: "/", home: "/" } : { cwd: folders.work, home: folders.home },
   };
   if (method === "initialize") {
     const expiresS = caller.task?.deadline_s ?? claims.exp;
-    reply.header("Mcp-Session-Id", context.sessions.open(binding, expiresS, nowS));
+    const opened = context.sessions.open(binding, expiresS, nowS);
+    if (opened !== undefined) reply.header("Mcp-Session-Id", opened);
   }
   const server = buildMcpServer({ ...context, pool: context.pool }, caller, config as McpToolConfig);
   const transport = new StreamableHTTPServerTransport({

@@ -132,6 +132,7 @@ export function buildMcpServer(
     args: Record<string, unknown>,
   ): Promise<McpOutcome> {
     const outcome = newMcpOutcome(method, name);
+    outcome.clientIp = caller.clientIp;
     let allowed = false;
     if (kind === "resource" && uriProblem(name) !== undefined)
       outcome.reason = `resource URI rejected: ${uriProblem(name)}`;
@@ -145,7 +146,7 @@ export function buildMcpServer(
       allowed ? "allowed" : "denied",
     );
     if (!allowed) {
-      throw new McpError(mcpErrorCodes.denied, `${method} "${name}" is not allowed for this task`, {
+      throw new McpError(mcpErrorCodes.denied, `${method} "${outcome.target}" is not allowed for this task`, {
         decision_id: outcome.decisionId,
       });
     }
@@ -265,16 +266,41 @@ export function buildMcpServer(
     );
   });
 
-  /** Decides, audits and relays a protocol method that only a site policy can permit. */
+  /**
+   * Returns whether the target of a protocol method is one the token grants: a resource URI (or a
+   * completion's URI template) within a granted resource pattern, or a granted prompt. A log level
+   * names nothing the task could be kept from.
+   */
+  function targetGranted(kind: "level" | "resource" | "prompt", target: string): boolean {
+    if (kind === "level") return true;
+    if (kind === "prompt")
+      return grantedActions(caller, "prompt").some((action) => action.target.name === target);
+    const uri = target.replace(/\{[^}]*\}/g, "1");
+    return (
+      uriProblem(uri) === undefined &&
+      grantedActions(caller, "resource").some((action) => matchesUriPattern(action.target.name, uri))
+    );
+  }
+
+  /**
+   * Decides, audits and relays a protocol method that only a site policy can permit, and only on a
+   * target the token grants. A denial here does not count toward the task's risk score: the gateway
+   * advertises these capabilities to every task, so a client that uses them is not misbehaving.
+   */
   async function relayProtocolMethod(
     method: string,
-    target: string,
+    target: { kind: "level" | "resource" | "prompt"; name: string },
     params: Record<string, unknown>,
     signal: AbortSignal,
   ): Promise<Record<string, unknown>> {
-    const outcome = newMcpOutcome(method, target);
-    const allowed = decideProtocolMethod(dependencies, caller, outcome);
-    if (!allowed) dependencies.risk.recordDenial(taskId);
+    const outcome = newMcpOutcome(method, target.name);
+    outcome.clientIp = caller.clientIp;
+    const allowed = decideProtocolMethod(
+      dependencies,
+      caller,
+      outcome,
+      targetGranted(target.kind, target.name),
+    );
     await recordMcp(
       dependencies.backend,
       caller.claims,
@@ -283,7 +309,7 @@ export function buildMcpServer(
       allowed ? "allowed" : "denied",
     );
     if (!allowed) {
-      throw new McpError(mcpErrorCodes.denied, `${method} "${target}" is not allowed for this task`, {
+      throw new McpError(mcpErrorCodes.denied, `${method} is not allowed for this task`, {
         decision_id: outcome.decisionId,
       });
     }
@@ -297,17 +323,35 @@ export function buildMcpServer(
   }
 
   server.setRequestHandler(SetLevelRequestSchema, (request, extra) =>
-    relayProtocolMethod(request.method, request.params.level, request.params, extra.signal),
+    relayProtocolMethod(
+      request.method,
+      { kind: "level", name: request.params.level },
+      request.params,
+      extra.signal,
+    ),
   );
   server.setRequestHandler(SubscribeRequestSchema, (request, extra) =>
-    relayProtocolMethod(request.method, request.params.uri, request.params, extra.signal),
+    relayProtocolMethod(
+      request.method,
+      { kind: "resource", name: request.params.uri },
+      request.params,
+      extra.signal,
+    ),
   );
   server.setRequestHandler(UnsubscribeRequestSchema, (request, extra) =>
-    relayProtocolMethod(request.method, request.params.uri, request.params, extra.signal),
+    relayProtocolMethod(
+      request.method,
+      { kind: "resource", name: request.params.uri },
+      request.params,
+      extra.signal,
+    ),
   );
   server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {
     const ref = request.params.ref;
-    const target = ref.type === "ref/prompt" ? ref.name : ref.uri;
+    const target =
+      ref.type === "ref/prompt"
+        ? { kind: "prompt" as const, name: ref.name }
+        : { kind: "resource" as const, name: ref.uri };
     return (await relayProtocolMethod(request.method, target, request.params, extra.signal)) as {
       completion: { values: string[] };
     };

@@ -229,7 +229,8 @@ export class UpstreamPool {
       for (const name of variable.secrets) values.set(name, await this.options.backend.secret(tool, name));
       env[variable.name] = renderTemplate(variable.template, values);
     }
-    const credential = config.system === undefined ? undefined : await this.systemCredential(config.system, taskId);
+    const credential =
+      config.system === undefined ? undefined : await this.systemCredential(config.system, taskId);
     if (credential !== undefined) env.PGPASSWORD = credential.password;
     const argv = (config.command ?? []).map((part) =>
       part.replaceAll("${task_dir}", folders.work).replaceAll("${system_url}", credential?.url ?? ""),
@@ -250,7 +251,9 @@ export class UpstreamPool {
   private async systemCredential(system: string, taskId: string): Promise<{ url: string; password: string }> {
     const fetchCredential = this.options.backend.systemCredential?.bind(this.options.backend);
     if (fetchCredential === undefined) {
-      throw new Error(`only the gateway embedded in the broker can inject the credential of system "${system}"`);
+      throw new Error(
+        `only the gateway embedded in the broker can inject the credential of system "${system}"`,
+      );
     }
     return fetchCredential(system, taskId);
   }

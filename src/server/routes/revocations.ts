@@ -36,26 +36,44 @@ export function registerRevocationFeed(app: FastifyInstance, context: BrokerCont
     });
 
     let lastSent = 0;
+    let closed = false;
+    const timers: { heartbeat?: NodeJS.Timeout; expiry?: NodeJS.Timeout } = {};
+    const release = (): void => {
+      clearInterval(timers.heartbeat);
+      clearTimeout(timers.expiry);
+      unsubscribe();
+    };
     const send = (event: string, id: number | undefined, data: unknown): void => {
+      if (closed || raw.writableEnded || raw.destroyed) return;
       raw.write(`${id === undefined ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     // The stream lives no longer than the token that opened it: a follower whose token expired or
     // was revoked must authenticate again to go on reading.
     const end = (why: string): void => {
-      if (raw.writableEnded) return;
+      if (closed) return;
+      closed = true;
+      release();
       request.log.info(
         { follower: caller.id, [logFields.jti]: caller.claims.jti, why },
         "revocation feed closed",
       );
-      raw.end();
+      if (!raw.writableEnded) raw.end();
     };
+    // An identity's revocation covers the tokens issued before it, as at the gateways.
+    const revokesFollower = (event: RevocationEvent): boolean =>
+      event.jtis.includes(caller.claims.jti) ||
+      (event.agent_ids.includes(caller.id) && caller.claims.iat * 1000 <= event.created_at);
     const sendRevocation = (event: RevocationEvent): void => {
-      if (event.seq <= lastSent) return;
+      if (closed || event.seq <= lastSent) return;
       lastSent = event.seq;
       send("revocation", event.seq, event);
-      if (event.jtis.includes(caller.claims.jti) || event.agent_ids.includes(caller.id))
-        end("the follower's token or identity was revoked");
+      if (revokesFollower(event)) end("the follower's token or identity was revoked");
     };
+    raw.on("close", () => {
+      closed = true;
+      release();
+      request.log.info({ follower: caller.id }, "revocation feed follower disconnected");
+    });
 
     const resumed =
       cursor !== undefined && Number.isInteger(cursor) && cursor >= 0
@@ -68,31 +86,27 @@ export function registerRevocationFeed(app: FastifyInstance, context: BrokerCont
       const snapshot = await context.feed.snapshot();
       lastSent = snapshotCursor;
       send("snapshot", lastSent, { cursor: lastSent, revocations: snapshot });
+      if (snapshot.some(revokesFollower)) end("the follower's token or identity was revoked");
     } else {
       lastSent = cursor as number;
       resumed.forEach(sendRevocation);
     }
     buffered.forEach(sendRevocation);
+    if (closed) return undefined;
     stream.live = sendRevocation;
     // A follower that resumed with nothing missed is caught up now; telling it at once spares it a
     // wait for the next interval before it trusts its state again.
     send("heartbeat", undefined, { cursor: lastSent, time: context.clock.nowMs() });
 
-    const expiry = setTimeout(
+    timers.expiry = setTimeout(
       () => end("the follower's token expired"),
       Math.min(Math.max(0, caller.claims.exp * 1000 - context.clock.nowMs()), 2 ** 31 - 1),
     );
-    const heartbeat = setInterval(
+    timers.heartbeat = setInterval(
       () => send("heartbeat", undefined, { cursor: lastSent, time: context.clock.nowMs() }),
       context.config.revocation_heartbeat_seconds * 1000,
     );
     request.log.info({ follower: caller.id, cursor: lastSent }, "revocation feed follower connected");
-    raw.on("close", () => {
-      clearInterval(heartbeat);
-      clearTimeout(expiry);
-      unsubscribe();
-      request.log.info({ follower: caller.id }, "revocation feed follower disconnected");
-    });
     return undefined;
   });
 }
