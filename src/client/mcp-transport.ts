@@ -28,20 +28,28 @@ export function createMcpTransport(options: McpTransportOptions): StreamableHTTP
   return new StreamableHTTPClientTransport(new URL(options.url), { fetch: dpopFetch(options) });
 }
 
+/** Names the JWS algorithm of a DPoP key writ accepts: P-256 (ES256) or Ed25519 (EdDSA). */
+function proofAlgorithm(jwk: JWK): string {
+  if (jwk.kty === "EC" && jwk.crv === "P-256") return "ES256";
+  if (jwk.kty === "OKP" && jwk.crv === "Ed25519") return "EdDSA";
+  throw new TypeError(`a DPoP key must be P-256 or Ed25519, not ${jwk.kty ?? "?"} ${jwk.crv ?? ""}`.trim());
+}
+
 /** Returns a fetch that adds `Authorization: DPoP` and a proof to each request; exported for other transports. */
 export function dpopFetch(
   options: McpTransportOptions,
 ): (url: string | URL, init?: RequestInit) => Promise<Response> {
   const baseFetch = options.fetch ?? ((url: string, init?: RequestInit) => fetch(url, init));
   const renewBeforeMs = (options.renewBeforeSeconds ?? defaultRenewBeforeSeconds) * 1000;
-  let keys: Promise<{ pair: DpopKeyPair; jwk: JWK }> | undefined;
+  let keys: Promise<{ pair: DpopKeyPair; jwk: JWK; alg: string }> | undefined;
   let token: Promise<TaskToken> | undefined;
   let nonce: string | undefined;
 
-  function dpopKeys(): Promise<{ pair: DpopKeyPair; jwk: JWK }> {
+  function dpopKeys(): Promise<{ pair: DpopKeyPair; jwk: JWK; alg: string }> {
     keys ??= (async () => {
       const pair = options.dpopKeys ?? (await generateKeyPair("ES256"));
-      return { pair, jwk: await exportJWK(pair.publicKey) };
+      const jwk = await exportJWK(pair.publicKey);
+      return { pair, jwk, alg: proofAlgorithm(jwk) };
     })();
     return keys;
   }
@@ -66,7 +74,7 @@ export function dpopFetch(
     let renewed = false;
     for (let attempt = 0; attempt < 3; attempt += 1) {
       const accessToken = await currentToken();
-      const { pair, jwk } = await dpopKeys();
+      const { pair, jwk, alg } = await dpopKeys();
       const proof = await new SignJWT({
         htm: method,
         htu: `${target.origin}${target.pathname}`,
@@ -75,7 +83,7 @@ export function dpopFetch(
         ath: createHash("sha256").update(accessToken).digest("base64url"),
         ...(nonce === undefined ? {} : { nonce }),
       })
-        .setProtectedHeader({ alg: "ES256", typ: "dpop+jwt", jwk })
+        .setProtectedHeader({ alg, typ: "dpop+jwt", jwk })
         .sign(pair.privateKey);
       const headers = new Headers(init.headers);
       headers.set("authorization", `DPoP ${accessToken}`);

@@ -6,6 +6,7 @@ import type { VerifiedProof } from "../dpop/verify-proof.js";
 import { WritError, isWritError } from "../errors/writ-error.js";
 import { getAgentBySpiffeId, type Agent } from "../identity/agents.js";
 import { getTask, isTaskLive, toRow, type Task } from "../tasks/tasks.js";
+import { getTool } from "../tools/registry.js";
 import { verifyAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
 import { isTokenLive } from "./introspection.js";
 import { single } from "./params.js";
@@ -128,10 +129,14 @@ async function issueTicket(
   }
   const narrowed = parseDelegation(single(request.params, "authorization_details"), parent, nowS);
   for (const resource of request.params.get("resource") ?? []) {
-    const tool = parent.tools.find(
-      (name) =>
-        resource.endsWith(`/${name}`) && narrowed.actions.some((action) => action.startsWith(`${name}:`)),
+    // The resource must be exactly the resource URI of a tool the delegated actions name.
+    const delegatedTools = parent.tools.filter((name) =>
+      narrowed.actions.some((action) => action.startsWith(`${name}:`)),
     );
+    const uris = await Promise.all(
+      delegatedTools.map(async (name) => (await getTool(context, name))?.resource_uri),
+    );
+    const tool = delegatedTools.find((_name, index) => uris[index] === resource);
     if (tool === undefined)
       throw new WritError("invalid_target", "a resource is outside the delegated actions", {
         detail: resource,
