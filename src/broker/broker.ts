@@ -2,7 +2,10 @@ import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import { createJwksSource, type JwksSource } from "../attestation/federation.js";
+import { loadAuditKey } from "../audit/audit-key.js";
+import { AuditCheckpointer } from "../audit/checkpointer.js";
 import { AuditLog } from "../audit/log.js";
+import { configuredSinks } from "../audit/sinks/index.js";
 import { systemClock, type Clock } from "../clock.js";
 import { loadConfig, type WritConfig } from "../config/config.js";
 import { dpopNonceLifetimeSeconds, sweepIntervalMs } from "../config/defaults.js";
@@ -12,7 +15,9 @@ import { StoreReplayCache } from "../dpop/replay-cache.js";
 import { silentLogger } from "../log/logger.js";
 import { RevocationFeed } from "../revocation/feed.js";
 import { expireDueTasks } from "../revocation/revoke.js";
+import { runSystemUpkeep } from "../leases/upkeep.js";
 import { loadAlertKey } from "../alerts/alert-key.js";
+import { sendAlert } from "../alerts/alerts.js";
 import { sweepApprovals } from "../approvals/decide.js";
 import { Store, type StoreLocation } from "../store/store.js";
 import { WriteQueue } from "../store/write-queue.js";
@@ -67,16 +72,29 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
   const masterKey = await loadMasterKey(resolve(options.dataDir, config.master_key_file));
   const feed = new RevocationFeed(store, queue, clock, log);
   await feed.start();
+  const issuer = normalisePublicUrl(config.public_url);
+  const auditKey = await loadAuditKey(resolve(options.dataDir, config.audit_key_file), config.signing_alg);
+  const checkpointer = new AuditCheckpointer({
+    store,
+    queue,
+    key: auditKey,
+    issuer,
+    clock,
+    log,
+    sinks: configuredSinks(options.dataDir, config),
+  });
 
   const context: BrokerContext = {
     config,
-    issuer: normalisePublicUrl(config.public_url),
+    issuer,
     store,
     queue,
     clock,
     log,
     keys,
     audit: new AuditLog(store, queue, clock, log),
+    auditKey,
+    checkpointer,
     replay: new StoreReplayCache(store, queue, clock),
     nonces: new DpopNonces(clock, dpopNonceLifetimeSeconds),
     feed,
@@ -86,8 +104,16 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
   };
   await reloadPolicies(context);
   await loadAlertKey(context);
+  context.audit.onRepeatedFailure = (input, failures, error) =>
+    sendAlert(context, "audit_append.failing", {
+      audit_kind: input.kind,
+      task_id: input.task_id ?? null,
+      failures,
+      error: (error as Error).message,
+    });
 
   let timer: NodeJS.Timeout | undefined;
+  let upkeep: Promise<void> = Promise.resolve();
   let sweeping = false;
   let sweeps = 0;
   const sweep = async (): Promise<void> => {
@@ -97,6 +123,8 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
       // Break-glass windows end before the task sweep, so their revocation is recorded as theirs.
       await sweepApprovals(context);
       await expireDueTasks(context);
+      // Lease cleanups and account rotations reach other servers, so they run beside the sweep.
+      upkeep = runSystemUpkeep(context);
       await feed.poll();
       sweeps++;
       // Less urgent upkeep runs every twentieth sweep: purges, and keys or policies changed by peers.
@@ -118,9 +146,13 @@ export async function openBroker(options: OpenOptions): Promise<Broker> {
     startTimers() {
       timer ??= setInterval(() => void sweep(), sweepIntervalMs);
       timer.unref();
+      checkpointer.start(config.audit_checkpoint_interval_seconds * 1000);
     },
     async close() {
       if (timer !== undefined) clearInterval(timer);
+      await upkeep;
+      // Signs the head that every event written so far leaves, so truncation after a stop is caught.
+      await checkpointer.stop();
       await queue.drain();
       await store.close();
     },

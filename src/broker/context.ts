@@ -1,4 +1,6 @@
 import type { Logger } from "pino";
+import type { AuditKey } from "../audit/audit-key.js";
+import type { AuditCheckpointer } from "../audit/checkpointer.js";
 import type { AuditLog } from "../audit/log.js";
 import type { Clock } from "../clock.js";
 import type { WritConfig } from "../config/config.js";
@@ -22,6 +24,9 @@ export interface BrokerContext {
   log: Logger;
   keys: SigningKeyRing;
   audit: AuditLog;
+  /** The key that signs audit checkpoints, loaded from its own file apart from the store. */
+  auditKey: AuditKey;
+  checkpointer: AuditCheckpointer;
   replay: StoreReplayCache;
   nonces: DpopNonces;
   feed: RevocationFeed;

@@ -11,6 +11,9 @@ import { registerDemoCommand } from "./commands/demo.js";
 import { registerIdentityCommands } from "./commands/identities.js";
 import { registerTaskCommands } from "./commands/tasks.js";
 import { registerScanCommand } from "./commands/scan.js";
+import { registerSystemCommands } from "./commands/systems.js";
+import { registerLeaseCommands } from "./commands/leases.js";
+import { registerAccountCommands } from "./commands/accounts.js";
 import { emit } from "./output.js";
 import { fail } from "./run.js";
 import { dataDirectory, type GlobalOptions } from "./target.js";
@@ -127,5 +130,8 @@ export function buildProgram(): Command {
   registerDemoCommand(program);
   registerScanCommand(program);
   registerApprovalCommands(program);
+  registerSystemCommands(program);
+  registerLeaseCommands(program);
+  registerAccountCommands(program);
   return program;
 }

@@ -16,3 +16,4 @@ export {
   defaultRenewBeforeSeconds,
   type McpTransportOptions,
 } from "./mcp-transport.js";
+export { fetchSystemCredential, type SystemCredential } from "./system-credential.js";

@@ -48,5 +48,10 @@ export interface GatewayBackend {
   stepUp(request: StepUpRequest): Promise<StepUpResult>;
   /** Returns a secret's value for injection into a request to `tool`. Never log or return it. */
   secret(tool: string, name: string): Promise<string>;
+  /**
+   * Returns a task's credential on a system for a stdio server the gateway starts for that task.
+   * Only the backend embedded in the broker has it. Never log or return the password.
+   */
+  systemCredential?(system: string, taskId: string): Promise<{ url: string; password: string }>;
   close(): Promise<void>;
 }

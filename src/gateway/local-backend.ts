@@ -2,6 +2,8 @@ import { sendAlert } from "../alerts/alerts.js";
 import { requestStepUp } from "../approvals/step-up.js";
 import type { BrokerContext } from "../broker/context.js";
 import { readSecret } from "../secrets/secrets.js";
+import { readTaskCredential } from "../leases/credentials.js";
+import { logFields } from "../log/fields.js";
 import { getTask } from "../tasks/tasks.js";
 import { getTool, type Tool } from "../tools/registry.js";
 import type { GatewayBackend, TaskFacts, VerificationKey } from "./backend.js";
@@ -78,6 +80,14 @@ export async function createLocalBackend(
     },
     async stepUp(request) {
       return requestStepUp(context, request);
+    },
+    async systemCredential(system: string, taskId: string) {
+      const credential = await readTaskCredential(context, system, taskId);
+      context.log.info(
+        { [logFields.taskId]: taskId, system, lease_id: credential.lease_id },
+        "system credential injected",
+      );
+      return { url: credential.url, password: credential.password };
     },
     async secret(_tool: string, name: string) {
       // Opened secrets are kept in memory briefly, so a busy tool does not read and decrypt per call;

@@ -4,6 +4,8 @@ import { epochSeconds } from "../clock.js";
 import { WritError } from "../errors/writ-error.js";
 import { logFields } from "../log/fields.js";
 import { requireAgent } from "../identity/agents.js";
+import { markLeasesForCleanup } from "../leases/leases.js";
+import { cleanUpTaskLeases } from "../leases/worker.js";
 import type { Database } from "../store/schema.js";
 import type { TaskStatus } from "../tasks/tasks.js";
 
@@ -33,6 +35,8 @@ export async function endTasks(
     revokeWithin(context, trx, { taskIds, agentIds: [], jtis: [], status, reason }),
   );
   await context.feed.poll();
+  // Dropping the tasks' roles on their systems is tried once now; failures are retried by the upkeep.
+  await cleanUpTaskLeases(context, result.task_ids);
   for (const taskId of result.task_ids) {
     context.audit.appendEventually({
       kind: `task.${status === "completed" ? "ended" : status}`,
@@ -92,6 +96,7 @@ export async function revokeAgent(
     });
   });
   await context.feed.poll();
+  await cleanUpTaskLeases(context, result.task_ids);
   context.audit.appendEventually({
     kind: options.endTasks ? "agent.revoked" : "agent.disabled",
     actor,
@@ -190,6 +195,7 @@ async function revokeWithin(
       frontier = children.map((row) => row.id);
       taskIds.push(...frontier);
     }
+    await markLeasesForCleanup(trx, taskIds, nowMs);
   }
 
   const byTask = taskIds.length > 0;

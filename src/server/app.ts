@@ -13,12 +13,16 @@ import { sendError } from "./errors.js";
 import { RequestLog } from "./request-log.js";
 import { registerApprovalRoutes } from "./routes/approvals.js";
 import { registerAuditRoutes } from "./routes/audit.js";
+import { registerAuditExportRoute } from "./routes/audit-export.js";
+import { registerAuditQuestionRoutes } from "./routes/audit-questions.js";
 import { registerPolicyRoutes } from "./routes/policies.js";
 import { registerGatewayRoutes } from "./routes/gateways.js";
 import { registerIdentityRoutes } from "./routes/identities.js";
 import { registerOAuthRoutes } from "./routes/oauth.js";
 import { registerRevocationFeed } from "./routes/revocations.js";
 import { registerTaskRoutes } from "./routes/tasks.js";
+import { registerSystemRoutes } from "./routes/systems.js";
+import { registerAccountRoutes } from "./routes/accounts.js";
 
 /**
  * Builds the broker's HTTP application. It never derives a URL from `Host` or `X-Forwarded-*`:
@@ -73,9 +77,13 @@ export function buildApp(
   registerIdentityRoutes(app, context);
   registerTaskRoutes(app, context);
   registerAuditRoutes(app, context);
+  registerAuditExportRoute(app, context);
+  registerAuditQuestionRoutes(app, context);
   registerPolicyRoutes(app, context);
   registerGatewayRoutes(app, context);
   registerApprovalRoutes(app, context);
+  registerSystemRoutes(app, context);
+  registerAccountRoutes(app, context);
   options.gateway?.register(app);
   app.get("/healthz", async () => ({ status: "ok" }));
   return app;

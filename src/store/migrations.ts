@@ -3,6 +3,8 @@ import type { Dialect } from "./store.js";
 import { gatewayMigration } from "./migration-0002.js";
 import { delegationMigration } from "./migration-0003.js";
 import { alertKeyMigration } from "./migration-0004.js";
+import { systemsMigration } from "./migration-0005.js";
+import { auditCheckpointMigration } from "./migration-0006.js";
 
 /**
  * Builds the versioned migrations. Each is named with a zero-padded number so that Kysely applies them
@@ -164,5 +166,7 @@ function migrations(dialect: Dialect): Record<string, Migration> {
     "0002_gateway": gatewayMigration,
     "0003_delegation": delegationMigration,
     "0004_alert_keys": alertKeyMigration,
+    "0005_systems": systemsMigration,
+    "0006_audit_checkpoints": auditCheckpointMigration,
   };
 }

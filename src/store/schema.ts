@@ -17,6 +17,7 @@ export interface Database {
   signing_keys: SigningKeysTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  audit_checkpoints: AuditCheckpointsTable;
   secrets: SecretsTable;
   policies: PoliciesTable;
   gateways: GatewaysTable;
@@ -25,6 +26,11 @@ export interface Database {
   breakglass: BreakglassTable;
   alert_deliveries: AlertDeliveriesTable;
   alert_signing_keys: AlertSigningKeysTable;
+  systems: SystemsTable;
+  system_templates: SystemTemplatesTable;
+  leases: LeasesTable;
+  accounts: AccountsTable;
+  account_checkouts: AccountCheckoutsTable;
 }
 
 export interface ApprovalsTable {
@@ -220,6 +226,14 @@ export interface SigningKeysTable {
   retired_at: number | null;
 }
 
+/** One signed checkpoint of the audit chain's head; `jws` signs `seq`, `hash` and `time`. */
+export interface AuditCheckpointsTable {
+  seq: number;
+  hash: string;
+  time: number;
+  jws: string;
+}
+
 export interface AuditEventsTable {
   seq: number;
   time: number;
@@ -237,4 +251,85 @@ export interface AuditHeadTable {
   id: number;
   seq: number;
   hash: string;
+}
+
+/** A registered database server; `dsn` carries no password, which lives in the secret store. */
+export interface SystemsTable {
+  name: string;
+  kind: string;
+  dsn: string;
+  password_secret: string;
+  environment: string;
+  created_at: number;
+}
+
+/** What a task's role on a system may do: group roles (JSON array) and GRANT clauses (JSON array). */
+export interface SystemTemplatesTable {
+  system: string;
+  name: string;
+  member_of: string;
+  grants: string;
+  /** The database where the grants apply and where the role's objects are dropped. */
+  database: string;
+  /** The role that receives the task role's objects at cleanup; null drops them. */
+  successor: string | null;
+  connection_limit: number;
+  created_at: number;
+}
+
+/** One task's login role on a system, from creation until `DROP ROLE` succeeded. */
+export interface LeasesTable {
+  id: string;
+  system: string;
+  template: string;
+  role: string;
+  task_id: string;
+  /** `active`, `cleanup_pending` or `cleaned`. */
+  state: string;
+  /** The role's `VALID UNTIL`, the task's deadline. */
+  valid_until: number;
+  /** Failed cleanup attempts so far. */
+  attempts: number;
+  last_error: string | null;
+  next_attempt_at: number;
+  /** The role's password, sealed under the master key; cleared once the lease is cleaned. */
+  wrapped_key: string | null;
+  ciphertext: string | null;
+  created_at: number;
+  cleaned_at: number | null;
+}
+
+/** A legacy shared role that writ checks out to one holder at a time and rotates after use. */
+export interface AccountsTable {
+  name: string;
+  kind: string;
+  system: string;
+  role: string;
+  /** Rotation interval in seconds even when unused; null rotates only after use. */
+  rotate_every_s: number | null;
+  /** The open checkout, or null when the account is free. */
+  checkout_id: string | null;
+  /** The reason of a rotation that failed and must happen before the next checkout, else null. */
+  rotation_due: string | null;
+  /** While a broker rotates the password, until when its claim keeps other brokers away (ms). */
+  rotation_claimed_until: number | null;
+  rotated_at: number;
+  /** The current password, sealed under the master key. */
+  wrapped_key: string;
+  ciphertext: string;
+  created_at: number;
+}
+
+export interface AccountCheckoutsTable {
+  id: string;
+  account: string;
+  /** `task` or `human`. */
+  holder_kind: string;
+  /** The task id or the human id. */
+  holder_id: string;
+  /** JSON: the holder as audit events record it. */
+  holder: string;
+  checked_out_at: number;
+  expires_at: number;
+  checked_in_at: number | null;
 }

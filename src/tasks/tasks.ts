@@ -4,6 +4,7 @@ import { epochSeconds } from "../clock.js";
 import { maxTaskTtlSeconds } from "../config/defaults.js";
 import { WritError } from "../errors/writ-error.js";
 import { requireAgent } from "../identity/agents.js";
+import { insertLeaseRows, planLeases, provisionLeases } from "../leases/provision.js";
 import type { TasksTable } from "../store/schema.js";
 import { getTool, type Tool } from "../tools/registry.js";
 
@@ -119,6 +120,8 @@ export async function startTask(context: BrokerContext, actor: string, input: Ne
     depth: 0,
     breakglass_id: null,
   };
+  // A `SYSTEM:TEMPLATE` entry gives the task its own login role on that system.
+  const leases = await planLeases(context, task);
   await context.audit.append(
     {
       kind: "task.started",
@@ -135,8 +138,10 @@ export async function startTask(context: BrokerContext, actor: string, input: Ne
     },
     async (trx) => {
       await trx.insertInto("tasks").values(toRow(task)).execute();
+      await insertLeaseRows(context, trx, task, leases);
     },
   );
+  await provisionLeases(context, actor, task, leases);
   return task;
 }
 

@@ -45,6 +45,11 @@ export interface McpToolConfig {
   state_paths: StatePath[];
   /** The system user a stdio server runs as; without it, the broker's own user. */
   run_as?: string;
+  /**
+   * A registered system whose per-task credential a stdio server receives: `PGPASSWORD` in its
+   * environment, and `${system_url}` in the command replaced by the role's password-less URL.
+   */
+  system?: string;
   /** Upstream request timeout, in milliseconds. */
   timeout_ms: number;
 }
@@ -54,6 +59,7 @@ export const defaultMcpTimeoutMs = 60_000;
 const envNamePattern = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const argNamePattern = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const userPattern = /^[a-z_][a-z0-9_-]{0,31}$/;
+const systemNamePattern = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 const secretReference = /\$\{secret:([^}]*)\}/g;
 /** Variables the gateway sets itself, which a declaration may not replace. */
 const reservedVariables = new Set(["PATH", "HOME", "TMPDIR"]);
@@ -149,6 +155,18 @@ export function parseMcpToolConfig(input: Record<string, unknown>): McpToolConfi
       );
     }
     config.run_as = input.run_as;
+  }
+  if (input.system !== undefined) {
+    if (typeof input.system !== "string" || !systemNamePattern.test(input.system) || !hasCommand) {
+      throw new WritError(
+        "invalid_request",
+        `invalid system "${String(input.system)}": a registered system's name, for --command tools`,
+      );
+    }
+    if (config.env.some((entry) => entry.name === "PGPASSWORD")) {
+      throw new WritError("invalid_request", "PGPASSWORD is set from the system's per-task credential");
+    }
+    config.system = input.system;
   }
   const names = [...config.env.map((entry) => entry.name), ...config.state_paths.map((entry) => entry.name)];
   const repeated = names.find((name, index) => names.indexOf(name) !== index);

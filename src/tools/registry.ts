@@ -13,7 +13,8 @@ import {
 import { reloadPolicies } from "../policy/policies.js";
 import { reservedToolNames } from "../policy/schema.js";
 
-export type ToolKind = "http" | "mcp";
+/** `postgres` tools are registered systems, created by `writ system add`; their actions are templates. */
+export type ToolKind = "http" | "mcp" | "postgres";
 export type RiskLevel = "low" | "medium" | "high";
 
 /** One named action of a tool: an HTTP method and path pattern, or an MCP tool, resource or prompt. */

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { commandWords } from "../command-words.js";
 import type { RevocationResult } from "../../revocation/revoke.js";
 import type { Task } from "../../tasks/tasks.js";
 import type { Tool } from "../../tools/registry.js";
@@ -62,6 +63,10 @@ export function registerTaskCommands(program: Command): void {
       [],
     )
     .option("--run-as <user>", "mcp tools: the system user the stdio server runs as")
+    .option(
+      "--system <name>",
+      "mcp tools: give the server the task's credential on this system (PGPASSWORD, ${system_url})",
+    )
     .action(
       (
         name: string,
@@ -82,6 +87,7 @@ export function registerTaskCommands(program: Command): void {
           envVar: string[];
           statePath: string[];
           runAs?: string;
+          system?: string;
         },
       ) =>
         run(program, async (target, options) => {
@@ -140,18 +146,18 @@ export function registerTaskCommands(program: Command): void {
     envVar: string[];
     statePath: string[];
     runAs?: string;
+    system?: string;
     timeout: string;
   }): Record<string, unknown> | undefined {
     if (flags.command === undefined && flags.upstream === undefined) return undefined;
     return {
-      ...(flags.command === undefined
-        ? {}
-        : { command: flags.command.split(" ").filter((part) => part !== "") }),
+      ...(flags.command === undefined ? {} : { command: commandWords(flags.command) }),
       ...(flags.upstream === undefined ? {} : { upstream: flags.upstream }),
       inject: flags.inject,
       env: flags.envVar,
       state_paths: flags.statePath,
       ...(flags.runAs === undefined ? {} : { run_as: flags.runAs }),
+      ...(flags.system === undefined ? {} : { system: flags.system }),
       timeout_ms: parseDuration(flags.timeout) * 1000,
     };
   }

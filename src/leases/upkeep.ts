@@ -1,0 +1,28 @@
+import { runAccountUpkeep } from "../accounts/upkeep.js";
+import type { BrokerContext } from "../broker/context.js";
+import { runDueCleanups } from "./worker.js";
+
+const running = new WeakMap<BrokerContext, Promise<void>>();
+
+/**
+ * Runs one pass of the work writ owes to registered systems: due lease cleanups (including those a
+ * crash interrupted) and shared-account expiries and rotations. A call during a pass returns that
+ * pass. A pass never throws, because it runs from the broker's timer and may reach servers that are
+ * down.
+ */
+export function runSystemUpkeep(context: BrokerContext): Promise<void> {
+  const current = running.get(context);
+  if (current !== undefined) return current;
+  const pass = (async () => {
+    try {
+      await runDueCleanups(context);
+      await runAccountUpkeep(context);
+    } catch (error) {
+      context.log.error({ err: error }, "system upkeep failed; retrying at the next interval");
+    } finally {
+      running.delete(context);
+    }
+  })();
+  running.set(context, pass);
+  return pass;
+}

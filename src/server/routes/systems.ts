@@ -1,0 +1,163 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { BrokerContext } from "../../broker/context.js";
+import { verifyDpopProof } from "../../dpop/verify-proof.js";
+import { WritError } from "../../errors/writ-error.js";
+import { readTaskCredential } from "../../leases/credentials.js";
+import { listLeases } from "../../leases/leases.js";
+import { logFields } from "../../log/fields.js";
+import { isTokenLive } from "../../oauth/introspection.js";
+import { addSystem, listSystems, requireSystem, systemResourceUri } from "../../systems/systems.js";
+import { addTemplate, listTemplates } from "../../systems/templates.js";
+import { verifyAccessToken, type AccessTokenClaims } from "../../tokens/access-token.js";
+import { sendError } from "../errors.js";
+import { headerValues } from "../headers.js";
+import { apiRoute, bodyObject, stringMember } from "./api.js";
+
+/** Registers the API for systems, their templates, leases, and the credential fetch by agents. */
+export function registerSystemRoutes(app: FastifyInstance, context: BrokerContext): void {
+  apiRoute(app, context, "POST", "/v1/systems", ["admin"], async (caller, request, reply) => {
+    const body = bodyObject(request);
+    const system = await addSystem(context, caller.id, {
+      name: stringMember(body, "name"),
+      kind: stringMember(body, "kind"),
+      dsn: stringMember(body, "dsn"),
+      password_secret: stringMember(body, "password_secret"),
+      environment: stringMember(body, "environment"),
+    });
+    reply.code(201);
+    return system;
+  });
+
+  apiRoute(app, context, "GET", "/v1/systems", ["admin", "auditor"], async () => ({
+    systems: await listSystems(context),
+  }));
+
+  apiRoute(app, context, "GET", "/v1/systems/:name", ["admin", "auditor"], async (_caller, request) => {
+    const { name } = request.params as { name: string };
+    const system = await requireSystem(context, name);
+    return { ...system, templates: await listTemplates(context, name) };
+  });
+
+  apiRoute(app, context, "POST", "/v1/systems/:name/templates", ["admin"], async (caller, request, reply) => {
+    const { name } = request.params as { name: string };
+    const body = bodyObject(request);
+    const template = await addTemplate(context, caller.id, name, stringMember(body, "name"), {
+      member_of: stringArray(body, "member_of"),
+      grants: stringArray(body, "grants"),
+      ...(typeof body.database === "string" ? { database: body.database } : {}),
+      ...(typeof body.successor === "string" ? { successor: body.successor } : {}),
+      ...(body.connection_limit === undefined ? {} : { connection_limit: body.connection_limit as number }),
+    });
+    reply.code(201);
+    return template;
+  });
+
+  apiRoute(app, context, "GET", "/v1/leases", ["admin", "auditor"], async (_caller, request) => {
+    const query = request.query as { state?: string; task?: string };
+    return {
+      leases: await listLeases(context, {
+        ...(query.state === undefined ? {} : { state: query.state }),
+        ...(query.task === undefined ? {} : { task_id: query.task }),
+      }),
+    };
+  });
+
+  // An agent fetches its task's credential with a token whose audience is the system's resource URI.
+  app.get("/v1/systems/:name/credentials", async (request, reply) => {
+    const { name } = request.params as { name: string };
+    let claims: AccessTokenClaims;
+    try {
+      claims = await authenticateSystemRequest(context, request, systemResourceUri(context.issuer, name));
+    } catch (error) {
+      return sendError(context, request, reply, error, { challenge: true });
+    }
+    try {
+      const taskId = claims.task_id as string;
+      const credential = await readTaskCredential(context, name, taskId);
+      await context.audit.append({
+        kind: "credential.fetched",
+        actor: claims.client_id,
+        task_id: taskId,
+        jti: claims.jti,
+        data: { system: name, role: credential.role, lease_id: credential.lease_id },
+      });
+      request.log.info(
+        { [logFields.taskId]: taskId, [logFields.clientId]: claims.client_id, lease_id: credential.lease_id },
+        "credential fetched",
+      );
+      return reply.header("Cache-Control", "no-store").header("Pragma", "no-cache").send(credential);
+    } catch (error) {
+      return sendError(context, request, reply, error);
+    }
+  });
+}
+
+/**
+ * Authenticates an agent's request for a system: one `Authorization: DPoP` token for `audience`, for a
+ * task, with a proof by the token's key for this method and URL, and still live (not revoked, task
+ * active, agent enabled). Returns the token's claims.
+ */
+async function authenticateSystemRequest(
+  context: BrokerContext,
+  request: FastifyRequest,
+  audience: string,
+): Promise<AccessTokenClaims> {
+  const authorizations = headerValues(request, "authorization");
+  const [scheme, token, ...rest] = (authorizations[0] ?? "").split(" ");
+  if (
+    authorizations.length !== 1 ||
+    scheme?.toLowerCase() !== "dpop" ||
+    token === undefined ||
+    token === "" ||
+    rest.length > 0
+  ) {
+    throw new WritError("invalid_token", "send exactly one Authorization header with the DPoP scheme", {
+      detail: `${authorizations.length} Authorization headers, scheme ${String(scheme)}`,
+    });
+  }
+  const claims = await verifyAccessToken(
+    token,
+    { issuer: context.issuer, clockSkewSeconds: context.config.clock_skew_seconds },
+    context,
+  );
+  const path = request.url.split("?")[0] ?? "/";
+  const proof = await verifyDpopProof(
+    {
+      proofs: headerValues(request, "dpop"),
+      method: request.method,
+      url: `${context.issuer}${path}`,
+      accessToken: token,
+    },
+    {
+      maxAgeSeconds: context.config.dpop_proof_max_age_seconds,
+      maxFutureSeconds: context.config.dpop_proof_max_future_seconds,
+      clockSkewSeconds: context.config.clock_skew_seconds,
+    },
+    { clock: context.clock, replay: context.replay },
+  );
+  if (proof.jkt !== claims.cnf.jkt) {
+    throw new WritError("invalid_dpop_proof", "the DPoP proof is not signed by the token's key", {
+      detail: "jkt mismatch",
+    });
+  }
+  if (!(await isTokenLive(context, claims))) {
+    throw new WritError("invalid_token", "access token is not valid", {
+      detail: `token ${claims.jti} not live`,
+    });
+  }
+  if (claims.aud !== audience || claims.task_id === undefined) {
+    throw new WritError("invalid_token", "this token is not for this system", {
+      detail: `aud ${String(claims.aud)}, task ${String(claims.task_id)}`,
+    });
+  }
+  return claims;
+}
+
+function stringArray(body: Record<string, unknown>, name: string): string[] {
+  const value = body[name];
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((entry) => typeof entry === "string")) {
+    throw new WritError("invalid_request", `"${name}" must be an array of strings`);
+  }
+  return value as string[];
+}
