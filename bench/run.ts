@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
+import { auditAppend } from "./audit-append.js";
 import { gatewayAddedLatency, gatewayThroughput, revocationPropagation } from "./gateway.js";
 import type { Metric, MetricResult } from "./lib/metric.js";
 import { formatTable, loadAverage, resultsFile, writeResultsFile } from "./lib/report.js";
@@ -19,6 +20,7 @@ const metrics: Metric[] = [
   gatewayAddedLatency,
   gatewayThroughput,
   revocationPropagation,
+  auditAppend,
 ];
 
 const resultsPath = fileURLToPath(new URL("./results/latest.json", import.meta.url));

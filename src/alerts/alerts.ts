@@ -23,12 +23,12 @@ const deliveriesPerPass = 50;
 const inFlight = new WeakMap<BrokerContext, Promise<void>>();
 
 /**
- * Writes a break-glass event to the log and queues one signed delivery per configured webhook, then
+ * Writes an alert, such as a break-glass use, to the log and queues one signed delivery per webhook, then
  * starts delivering in the background. It never throws and never waits for a receiver, so that an
  * alert can never delay or block what it reports.
  */
 export function sendAlert(context: BrokerContext, event: string, data: Record<string, unknown>): void {
-  context.log.warn({ alert: event, ...data }, `break-glass alert: ${event}`);
+  context.log.warn({ alert: event, ...data }, `alert: ${event}`);
   const urls = context.config.alert_webhooks;
   if (urls.length === 0) return;
   const now = context.clock.nowMs();

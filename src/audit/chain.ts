@@ -25,23 +25,39 @@ export interface AuditRecord {
   chain_version: number;
 }
 
+/** Returns the RFC 8785 canonical JSON of a value; throws for a value JSON cannot represent. */
+export function canonicalJson(value: unknown): string {
+  const canonical = canonicalize(value);
+  if (canonical === undefined) throw new TypeError("audit event cannot be canonicalized");
+  return canonical;
+}
+
 /**
  * Computes an event's hash: SHA-256, in lowercase hex, over the RFC 8785 canonical JSON of every
  * field but the hash itself. The previous event's hash is among them, which chains the events.
  */
 export function hashRecord(record: Omit<AuditRecord, "hash">): string {
-  const hashed = {
-    chain_version: record.chain_version,
-    seq: record.seq,
-    time: record.time,
-    kind: record.kind,
-    actor: record.actor,
-    task_id: record.task_id,
-    jti: record.jti,
-    data: record.data,
-    prev_hash: record.prev_hash,
-  };
-  const canonical = canonicalize(hashed);
-  if (canonical === undefined) throw new TypeError("audit event cannot be canonicalized");
+  return hashRecordWithData(record, canonicalJson(record.data));
+}
+
+/**
+ * Computes the same hash as `hashRecord` from `dataText`, the canonical JSON of `record.data`, which
+ * the audit log also stores, so that `data` is serialised once per event. The other members are
+ * strings, integers or null, and their keys are fixed, so the canonical object is written out in
+ * RFC 8785 key order (UTF-16 code units) with `JSON.stringify` for each value, which serialises
+ * strings and integers exactly as RFC 8785 does.
+ */
+export function hashRecordWithData(record: Omit<AuditRecord, "hash" | "data">, dataText: string): string {
+  const canonical =
+    `{"actor":${JSON.stringify(record.actor)},"chain_version":${integerText(record.chain_version)},` +
+    `"data":${dataText},"jti":${JSON.stringify(record.jti)},"kind":${JSON.stringify(record.kind)},` +
+    `"prev_hash":${JSON.stringify(record.prev_hash)},"seq":${integerText(record.seq)},` +
+    `"task_id":${JSON.stringify(record.task_id)},"time":${integerText(record.time)}}`;
   return createHash("sha256").update(canonical).digest("hex");
+}
+
+/** Writes a safe integer; anything else has no single canonical form here and is refused. */
+function integerText(value: number): string {
+  if (!Number.isSafeInteger(value)) throw new TypeError(`audit field ${value} is not a safe integer`);
+  return String(value);
 }

@@ -1,25 +1,36 @@
 import { chainVersion, genesisHash, hashRecord, type AuditRecord } from "./chain.js";
 
-export type ChainFault = "edited" | "missing" | "reordered" | "unknown_version";
+/**
+ * Why verification failed. `truncated` means a signed checkpoint names an event past the end of the
+ * log; `bad_signature` means a checkpoint's signature or signed fields do not verify.
+ */
+export type ChainFault =
+  "edited" | "missing" | "reordered" | "truncated" | "bad_signature" | "unknown_version";
 
 /** The verdict on a chain: `ok` with its head, or the first bad sequence number and why. */
 export type ChainVerdict =
   | { ok: true; events: number; head: { seq: number; hash: string } | null }
   | { ok: false; events: number; seq: number; fault: ChainFault; reason: string };
 
+/** Where a chain that does not begin at the first event continues from: the event before its first. */
+export interface ChainStart {
+  seq: number;
+  hash: string;
+}
+
 /**
  * Checks a chain given in storage order (ascending `seq` for a database, line order for an export).
  * Each event must carry the next sequence number, name the previous event's hash, and hash to its
  * stored hash. An event that names the hash of some other event of the chain was moved; one that
  * names no event of the chain, or does not hash to its stored hash, was edited; a gap in the numbers
- * means events are missing.
+ * means events are missing. With `start`, the chain continues from that event instead of the genesis.
  */
-export function verifyChain(records: readonly AuditRecord[]): ChainVerdict {
+export function verifyChain(records: readonly AuditRecord[], start?: ChainStart): ChainVerdict {
   const seqByHash = new Map<string, number>();
   for (const record of records) seqByHash.set(record.hash, record.seq);
 
-  let expectedSeq = 1;
-  let previousHash = genesisHash;
+  let expectedSeq = (start?.seq ?? 0) + 1;
+  let previousHash = start?.hash ?? genesisHash;
   for (const record of records) {
     const events = records.length;
     if (record.chain_version !== chainVersion) {
@@ -73,6 +84,6 @@ export function verifyChain(records: readonly AuditRecord[]): ChainVerdict {
   };
 }
 
-function fail(events: number, seq: number, fault: ChainFault, reason: string): ChainVerdict {
+export function fail(events: number, seq: number, fault: ChainFault, reason: string): ChainVerdict {
   return { ok: false, events, seq, fault, reason };
 }

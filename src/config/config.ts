@@ -27,6 +27,11 @@ export interface WritConfig {
   breakglass_approvals: number;
   alert_webhooks: string[];
   max_delegation_depth: number;
+  audit_key_file: string;
+  audit_checkpoint_interval_seconds: number;
+  audit_checkpoint_file: string | null;
+  audit_checkpoint_syslog: string | null;
+  audit_checkpoint_webhooks: string[];
 }
 
 type KeyType = "string" | "integer" | "boolean" | "store" | "algorithm" | "path" | "urls";
@@ -157,7 +162,34 @@ export const configSchema: Record<keyof WritConfig, KeySpec> = {
   alert_webhooks: {
     type: "urls",
     default: [],
-    doc: "URLs that receive signed break-glass alerts (`application/jwt`, `typ` `writ-alert+jwt`); https, or http on loopback only.",
+    doc: "URLs that receive signed alerts, such as break-glass use and failing audit writes (`application/jwt`, `typ` `writ-alert+jwt`); https, or http on loopback only.",
+  },
+  audit_key_file: {
+    type: "string",
+    default: "audit-key.jwk",
+    doc: "File holding the private JWK that signs audit checkpoints, relative to the data directory; created with mode 0600 on first start, mode 0600 required. Keep it off the store's volume.",
+  },
+  audit_checkpoint_interval_seconds: {
+    type: "integer",
+    default: defaults.auditCheckpointIntervalSeconds,
+    min: 1,
+    max: 86_400,
+    doc: "Interval between signed checkpoints of the audit chain's head, in seconds; the server also signs one when it stops.",
+  },
+  audit_checkpoint_file: {
+    type: "path",
+    default: null,
+    doc: "File that receives every checkpoint as one JSON line, relative to the data directory; put it on another volume than the store. `writ audit verify` reads it.",
+  },
+  audit_checkpoint_syslog: {
+    type: "path",
+    default: null,
+    doc: "Syslog receiver of every checkpoint as an RFC 5424 message: `udp://HOST:PORT` or `unix:/PATH` (a stream socket, octet-counted frames).",
+  },
+  audit_checkpoint_webhooks: {
+    type: "urls",
+    default: [],
+    doc: "URLs that receive every checkpoint's JWS by POST (`application/jwt`, `typ` `writ-checkpoint+jwt`); https, or http on loopback only.",
   },
   master_key_file: {
     type: "string",

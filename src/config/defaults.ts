@@ -67,3 +67,6 @@ export const alertRetryMaxMs = 5 * 60 * 1000;
 
 /** How long one alert delivery attempt may take before it counts as failed, in milliseconds. */
 export const alertTimeoutMs = 5000;
+
+/** Interval between signed checkpoints of the audit chain's head. 1 minute. */
+export const auditCheckpointIntervalSeconds = 60;

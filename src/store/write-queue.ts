@@ -23,6 +23,8 @@ export class WriteQueue {
   private pending: Pending[] = [];
   private scheduled = false;
   private running: Promise<void> = Promise.resolve();
+  /** Work to run at the end of each open transaction, after its last write and before its commit. */
+  private readonly finishers = new WeakMap<Transaction<Database>, Array<() => Promise<void>>>();
 
   constructor(private readonly store: Store) {}
 
@@ -37,6 +39,18 @@ export class WriteQueue {
         });
       }
     });
+  }
+
+  /**
+   * Runs `finish` in `trx` after the last write of its batch and before the commit, so that state
+   * several writes of one batch change, such as the audit chain's head, is written once. Returns false,
+   * and registers nothing, when `trx` is not a transaction of this queue.
+   */
+  beforeCommit(trx: Transaction<Database>, finish: () => Promise<void>): boolean {
+    const list = this.finishers.get(trx);
+    if (list === undefined) return false;
+    list.push(finish);
+    return true;
   }
 
   /** Resolves once every write queued so far has been committed or has failed. */
@@ -60,7 +74,10 @@ export class WriteQueue {
     try {
       await this.store.transaction(async (trx) => {
         results.length = 0;
+        const finish: Array<() => Promise<void>> = [];
+        this.finishers.set(trx, finish);
         for (const entry of batch) results.push(await entry.work(trx));
+        for (const step of finish) await step();
       });
     } catch (error) {
       if (batch.length === 1) {

@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import { importJWK, type CryptoKey, type JWK } from "jose";
 import type { Clock } from "../clock.js";
 import { generateIdentityKey, type KeyAlgorithm } from "../identity/keys.js";
+import type { Transaction } from "kysely";
+import type { Database } from "../store/schema.js";
 import type { Store } from "../store/store.js";
 
 export interface SigningKey {
@@ -72,8 +74,14 @@ export class SigningKeyRing {
     return this.keys.filter((key) => key.retiredAt === null || key.retiredAt > horizon);
   }
 
-  /** Creates a new signing key and retires the current one, which keeps verifying its tokens. */
-  async rotate(alg: KeyAlgorithm): Promise<{ kid: string; retired: string[] }> {
+  /**
+   * Creates a new signing key and retires the current one, which keeps verifying its tokens. `within`
+   * runs in the same transaction, so that a write it makes (the audit event) commits with the key.
+   */
+  async rotate(
+    alg: KeyAlgorithm,
+    within?: (trx: Transaction<Database>, rotated: { kid: string; retired: string[] }) => Promise<unknown>,
+  ): Promise<{ kid: string; retired: string[] }> {
     const generated = await generateIdentityKey(alg);
     const kid = `${alg.toLowerCase()}-${randomUUID()}`;
     const now = this.clock.nowMs();
@@ -99,7 +107,9 @@ export class SigningKeyRing {
           retired_at: null,
         })
         .execute();
-      return active.map((row) => row.kid);
+      const retiredKids = active.map((row) => row.kid);
+      if (within !== undefined) await within(trx, { kid, retired: retiredKids });
+      return retiredKids;
     });
     return { kid, retired };
   }

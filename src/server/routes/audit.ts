@@ -1,7 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import type { BrokerContext } from "../../broker/context.js";
 import { readAuditEvents } from "../../audit/read.js";
-import { verifyChain } from "../../audit/verify.js";
+import { auditJwks } from "../../audit/audit-key.js";
+import { readStoredCheckpoints } from "../../audit/checkpointer.js";
+import { verifyEvidence } from "../../audit/checkpoint-verify.js";
 import { taskStory } from "../../audit/task-story.js";
 import { WritError } from "../../errors/writ-error.js";
 import { apiRoute } from "./api.js";
@@ -34,6 +36,17 @@ export function registerAuditRoutes(app: FastifyInstance, context: BrokerContext
 
   apiRoute(app, context, "GET", "/v1/audit/verify", ["admin", "auditor"], async () => {
     await context.queue.drain();
-    return verifyChain(await readAuditEvents(context.store));
+    const checkpoints = await readStoredCheckpoints(context.store);
+    return verifyEvidence(
+      await readAuditEvents(context.store),
+      [{ source: "store", checkpoints }],
+      auditJwks(context.auditKey),
+    );
   });
+
+  // The audit key's public half is public, like the token JWKS, so that anyone holding an export or a
+  // checkpoint can verify it.
+  app.get("/v1/audit/jwks", async (_request, reply) =>
+    reply.header("Cache-Control", "public, max-age=300").send(auditJwks(context.auditKey)),
+  );
 }

@@ -114,8 +114,10 @@ export function registerTaskRoutes(app: FastifyInstance, context: BrokerContext)
   });
 
   apiRoute(app, context, "POST", "/v1/keys/rotate", ["admin"], async (caller) => {
-    const rotated = await context.keys.rotate(context.config.signing_alg);
-    await context.audit.append({ kind: "signing_key.rotated", actor: caller.id, data: rotated });
+    // The new key is committed together with its audit event, so no key signs before it is audited.
+    const rotated = await context.keys.rotate(context.config.signing_alg, (trx, keys) =>
+      context.audit.appendWithin(trx, { kind: "signing_key.rotated", actor: caller.id, data: keys }),
+    );
     await context.keys.load(context.config.signing_alg);
     return rotated;
   });
