@@ -1,17 +1,13 @@
-import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import type { AuditRecord } from "../../audit/chain.js";
-import { readAuditEvents } from "../../audit/read.js";
-import { verifyChain } from "../../audit/verify.js";
 import type { TaskStory } from "../../audit/task-story.js";
-import { storeLocation } from "../../broker/broker.js";
-import { loadConfig } from "../../config/config.js";
-import { Store } from "../../store/store.js";
 import { emit, printable, table } from "../output.js";
-import { fail, run } from "../run.js";
-import { dataDirectory, type GlobalOptions } from "../target.js";
+import { run } from "../run.js";
+import { registerAuditExportCommand } from "./audit-export.js";
+import { registerAuditQuestionCommands } from "./audit-questions.js";
+import { registerAuditJwksCommand, registerAuditVerifyCommand } from "./audit-verify.js";
 
-/** Registers `writ audit list` and `writ audit verify`. */
+/** Registers `writ audit list`, `task`, `verify` and `jwks`. */
 export function registerAuditCommands(program: Command): void {
   const audit = program.command("audit").description("read and verify the audit log");
 
@@ -73,39 +69,10 @@ export function registerAuditCommands(program: Command): void {
       }),
     );
 
-  audit
-    .command("verify")
-    .description("check the hash chain; exits 1 at the first edited, missing or reordered event")
-    .option(
-      "--db <file>",
-      "verify this SQLite file (a copy of writ.db) instead of the data directory's store",
-    )
-    .action(async (flags: { db?: string }) => {
-      const options = program.opts<GlobalOptions>();
-      let store: Store | undefined;
-      try {
-        const location =
-          flags.db === undefined
-            ? storeLocation(dataDirectory(options), await loadConfig(dataDirectory(options)))
-            : ({ kind: "sqlite", file: flags.db, readonly: true } as const);
-        if (flags.db !== undefined && !existsSync(flags.db))
-          throw new Error(`database file "${flags.db}" not found`);
-        store = await Store.open(location);
-        const verdict = verifyChain(await readAuditEvents(store));
-        emit(options, verdict, () =>
-          verdict.ok
-            ? [
-                `audit chain verified: ${verdict.events} events, head ${verdict.head?.seq ?? 0} ${verdict.head?.hash ?? ""}`,
-              ]
-            : [`audit chain broken at event ${verdict.seq}: ${verdict.fault}: ${verdict.reason}`],
-        );
-        if (!verdict.ok) process.exitCode = 1;
-      } catch (error) {
-        fail(options, error);
-      } finally {
-        await store?.close();
-      }
-    });
+  registerAuditVerifyCommand(audit, program);
+  registerAuditJwksCommand(audit, program);
+  registerAuditQuestionCommands(audit);
+  registerAuditExportCommand(audit);
 }
 
 function summarise(data: Record<string, unknown>): string {
