@@ -1,282 +1,192 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import { createServer as createNetServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { importJWK, type CryptoKey } from "jose";
-import * as oauth from "oauth4webapi";
+import { realpath } from "node:fs/promises";
+import { AgentProcess, type Cast } from "./agents.js";
 import { readAuditEvents } from "../audit/read.js";
-import { verifyChain } from "../audit/verify.js";
-import { initialise } from "../broker/init.js";
-import { AdminClient, readKeyFile } from "../cli/admin-client.js";
-import { generateIdentityKey } from "../identity/keys.js";
-import { silentLogger } from "../log/logger.js";
-import { serve } from "../server/serve.js";
-import type { Task } from "../tasks/tasks.js";
+import { checkAudit, countEvents, endTasks } from "./closing.js";
+import { exploreCommands } from "./output.js";
+import { PostgresStep } from "./postgres-step.js";
+import { StepLog, type DemoResult, type DemoStep } from "./report.js";
+import {
+  prepareDemoPaths,
+  registerAgent,
+  registerTools,
+  removeTemporaryRoot,
+  startInstallation,
+  writeSampleFolder,
+  type DemoPaths,
+  type Installation,
+} from "./setup.js";
+import { runStory, type Scene } from "./story.js";
+import { startSampleApi, type SampleApi } from "./upstream.js";
 
-/** One step of the story, as printed: what was expected and whether it happened. */
-export interface DemoStep {
-  step: string;
-  ok: boolean;
-  detail: string;
+export type { DemoResult, DemoStep } from "./report.js";
+
+export interface DemoOptions {
+  /** The data directory to create and keep; a temporary one by default. */
+  dataDir?: string;
+  /** Keeps the temporary data directory after the run. */
+  keep?: boolean;
+  /** The command that printed commands start with, such as `writ` or `node dist/cli/main.js`. */
+  cli?: string;
+  /** Receives each step as it happens. */
+  onStep?: (step: DemoStep) => void;
+  /** Receives what is being started while servers start, and undefined once they run. */
+  onProgress?: (label: string | undefined) => void;
+  /** Stops the run: what is running is closed, and the result reports the demo as interrupted. */
+  signal?: AbortSignal;
 }
-
-export interface DemoResult {
-  ok: boolean;
-  data_dir: string;
-  steps: DemoStep[];
-  counts: { allowed: number; denied: number; audit_events: number };
-}
-
-/** The credential the sample upstream demands; the gateway injects it, agents never see it. */
-const upstreamCredential = "demo-upstream-credential";
 
 /**
- * Runs the main job end to end on the embedded default. Two agents with their own keys call a tool
- * whose upstream needs its own credential, with task-bound DPoP tokens. One call is denied, one agent
- * is revoked while the other carries on, and the audit chain verifies.
+ * Runs the main job end to end on the embedded default: a broker and gateway on loopback over
+ * SQLite, and three agents as separate processes with their own keys. The tools are real: the
+ * filesystem and memory MCP servers, and an HTTP API that demands its own credential. Every expected
+ * outcome is one step, and the result is `ok` only when none failed. Throws only when the data
+ * directory cannot be used.
  */
-export async function runDemo(options: {
-  dataDir?: string;
-  onStep?: (step: DemoStep) => void;
-}): Promise<DemoResult> {
-  const root = options.dataDir === undefined ? await mkdtemp(join(tmpdir(), "writ-demo-")) : undefined;
-  const dataDir = options.dataDir ?? join(root as string, "data");
-  const steps: DemoStep[] = [];
-  const note = (step: string, ok: boolean, detail: string): boolean => {
-    const entry = { step, ok, detail };
-    steps.push(entry);
-    options.onStep?.(entry);
-    return ok;
+export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
+  const paths = await prepareDemoPaths(options.dataDir);
+  const log = new StepLog(options.onStep);
+  const result: DemoResult = {
+    ok: false,
+    data_dir: paths.dataDir,
+    data_kept: true,
+    steps: log.steps,
+    counts: { allowed: 0, denied: 0, tokens_issued: 0, audit_events: 0 },
+    agents: {},
+    tasks: {},
+    mcp_servers: [],
+    explore: [],
   };
-
-  const upstream = await startUpstream();
-  const port = await freeLoopbackPort();
-  const adminKeyFile = join(dataDir, "..", `demo-admin-${port}.json`);
-  await initialise({
-    dataDir,
-    trustDomain: "demo.example",
-    listen: `127.0.0.1:${port}`,
-    adminName: "Demo Admin",
-    adminKeyOut: adminKeyFile,
+  const running: Running = { agents: [] };
+  const stopped = new Promise<never>((_, reject) => {
+    const signal = options.signal;
+    if (signal === undefined) return;
+    const stop = (): void =>
+      reject(signal.reason instanceof Error ? signal.reason : new Error("interrupted"));
+    // The signal may have fired while the folders were prepared, before anyone listened.
+    if (signal.aborted) stop();
+    else signal.addEventListener("abort", stop, { once: true });
   });
-  const server = await serve({ dataDir, log: silentLogger() });
-  const issuer = server.broker.context.issuer;
-  let allowed = 0;
-  let denied = 0;
+  const work = play(paths, options, log, result, running);
+  // Whichever of the two loses the race settles later, when no one awaits it any more.
+  stopped.catch(noop);
+  work.catch(noop);
   try {
-    const admin = await AdminClient.connect({ issuer, key: await readKeyFile(adminKeyFile) });
-    note("broker and gateway started", true, issuer);
-
-    await admin.call("POST", "/v1/secrets/tracker-token", { value: upstreamCredential });
-    await admin.call("POST", "/v1/tools", {
-      name: "tracker",
-      kind: "http",
-      environment: "prod",
-      actions: [
-        { name: "read", spec: "GET /issues/**" },
-        { name: "comment", spec: "POST /issues/*/comments" },
-      ],
-      config: { upstream: upstream.url, inject: ["header:Authorization=Bearer ${secret:tracker-token}"] },
-    });
-    const agents = await Promise.all(["triage-bot", "report-bot"].map((name) => registerAgent(admin, name)));
-    note(
-      "two agents registered, each with its own key",
-      true,
-      agents.map((agent) => agent.clientId).join(", "),
-    );
-
-    const tasks = await Promise.all([
-      admin.call<Task>("POST", "/v1/tasks", {
-        agent: "triage-bot",
-        actions: ["tracker:read", "tracker:comment"],
-        intent: "triage new issues",
-        environment: "prod",
-        ttl_seconds: 600,
-      }),
-      admin.call<Task>("POST", "/v1/tasks", {
-        agent: "report-bot",
-        actions: ["tracker:read"],
-        intent: "weekly report",
-        environment: "prod",
-        ttl_seconds: 600,
-      }),
-    ]);
-    const server_ = await oauth.processDiscoveryResponse(
-      new URL(issuer),
-      await oauth.discoveryRequest(new URL(issuer), {
-        algorithm: "oauth2",
-        [oauth.allowInsecureRequests]: true,
-      }),
-    );
-    const sessions = await Promise.all(
-      agents.map((agent, index) => agentSession(server_, agent, (tasks[index] as Task).id)),
-    );
-    note("each agent got a task-bound, DPoP-bound token", true, "expires with its task; no refresh token");
-
-    const call = async (index: number, method: string, path: string): Promise<Response> => {
-      const session = sessions[index] as Awaited<ReturnType<typeof agentSession>>;
-      const response = await protectedRequest(session, method, `${issuer}/tools/tracker${path}`);
-      if (response.ok) allowed++;
-      else denied++;
-      return response;
-    };
-
-    const readA = await call(0, "GET", "/issues/42");
-    const readB = await call(1, "GET", "/issues/7");
-    note(
-      "both agents read through the gateway",
-      readA.status === 200 && readB.status === 200,
-      `statuses ${readA.status}, ${readB.status}`,
-    );
-    note(
-      "the upstream saw the injected credential, never an agent token",
-      upstream.sawOnlyInjected(),
-      `${upstream.requests()} upstream requests`,
-    );
-
-    const outside = await call(1, "POST", "/issues/7/comments");
-    const decision = ((await outside.json()) as { decision_id?: string }).decision_id ?? "";
-    note(
-      "report-bot's comment, outside its task, was denied",
-      outside.status === 403 && decision !== "",
-      `403, decision ${decision}`,
-    );
-
-    await admin.call("POST", "/v1/revoke", { agent: "triage-bot" });
-    const revokedAt = Date.now();
-    let cut = false;
-    while (Date.now() - revokedAt < 1000 && !cut) cut = (await call(0, "GET", "/issues/42")).status === 401;
-    note("triage-bot revoked: its next call fails within a second", cut, `${Date.now() - revokedAt} ms`);
-    const still = await call(1, "GET", "/issues/8");
-    note("report-bot keeps working", still.status === 200, `status ${still.status}`);
-
-    await admin.call("POST", `/v1/tasks/${(tasks[1] as Task).id}/end`);
-    const after = await call(1, "GET", "/issues/8");
-    note(
-      "report-bot's task ended: its token stopped working",
-      after.status === 401,
-      `status ${after.status}`,
-    );
-
-    await server.broker.context.queue.drain();
-    const verdict = verifyChain(await readAuditEvents(server.broker.context.store));
-    note(
-      "the audit chain verifies",
-      verdict.ok,
-      verdict.ok ? `${verdict.events} events` : `broken at ${verdict.seq}`,
-    );
-    return {
-      ok: steps.every((step) => step.ok),
-      data_dir: dataDir,
-      steps,
-      counts: { allowed, denied, audit_events: verdict.events },
-    };
+    await Promise.race([work, stopped]);
   } catch (error) {
-    note("the demo ran to the end", false, (error as Error).message);
-    return { ok: false, data_dir: dataDir, steps, counts: { allowed, denied, audit_events: 0 } };
+    options.onProgress?.(undefined);
+    const serverErrors = running.installation?.serverLog.errors ?? [];
+    log.check(
+      "the demo ran to the end",
+      false,
+      `${(error as Error).message}${serverErrors.length === 0 ? "" : `; server errors: ${serverErrors.join("; ")}`}`,
+    );
+    // An interrupted story goes on failing in the background while everything closes, so later steps are dropped.
+    log.close();
   } finally {
-    await server.close();
-    await upstream.close();
-    await rm(adminKeyFile, { force: true });
-    if (root !== undefined) await rm(root, { recursive: true, force: true });
-  }
-}
-
-async function registerAgent(
-  admin: AdminClient,
-  name: string,
-): Promise<{ clientId: string; key: CryptoKey }> {
-  const generated = await generateIdentityKey("Ed25519");
-  const agent = await admin.call<{ spiffe_id: string }>("POST", "/v1/agents", {
-    name,
-    owner: "demo-team",
-    environment: "prod",
-    public_jwk: generated.publicJwk,
-  });
-  return { clientId: agent.spiffe_id, key: (await importJWK(generated.privateJwk, "Ed25519")) as CryptoKey };
-}
-
-async function agentSession(
-  server: oauth.AuthorizationServer,
-  agent: { clientId: string; key: CryptoKey },
-  taskId: string,
-) {
-  const client: oauth.Client = { client_id: agent.clientId };
-  const dpop = oauth.DPoP(client, await oauth.generateKeyPair("ES256"));
-  const response = await oauth.clientCredentialsGrantRequest(
-    server,
-    client,
-    oauth.PrivateKeyJwt({ key: agent.key }),
-    { authorization_details: JSON.stringify([{ type: "agent_task", task_id: taskId }]) },
-    { DPoP: dpop, [oauth.allowInsecureRequests]: true },
-  );
-  const token = await oauth.processClientCredentialsResponse(server, client, response);
-  return { token: token.access_token, dpop };
-}
-
-async function protectedRequest(
-  session: { token: string; dpop: oauth.DPoPHandle },
-  method: string,
-  url: string,
-): Promise<Response> {
-  try {
-    return await oauth.protectedResourceRequest(session.token, method, new URL(url), new Headers(), null, {
-      DPoP: session.dpop,
-      [oauth.allowInsecureRequests]: true,
-    });
-  } catch (error) {
-    const response = (error as { response?: unknown }).response;
-    if (response instanceof Response) return response;
-    throw error;
-  }
-}
-
-/** Starts a sample upstream API that accepts only its own credential and records each request. */
-async function startUpstream(): Promise<{
-  url: string;
-  requests(): number;
-  sawOnlyInjected(): boolean;
-  close(): Promise<void>;
-}> {
-  const seen: { authorization?: string; dpop?: string }[] = [];
-  const server: Server = createServer((request, response) => {
-    seen.push({
-      ...(request.headers.authorization === undefined
-        ? {}
-        : { authorization: request.headers.authorization }),
-      ...(request.headers.dpop === undefined ? {} : { dpop: String(request.headers.dpop) }),
-    });
-    if (request.headers.authorization !== `Bearer ${upstreamCredential}`) {
-      response.writeHead(401).end();
-      return;
+    await Promise.all(running.agents.map((agent) => agent.close()));
+    if (running.installation !== undefined && result.counts.audit_events === 0) {
+      // A run that stopped early reports the events its audit log contains so far.
+      const store = running.installation.server.broker.context.store;
+      result.counts = await readAuditEvents(store).then(countEvents, () => result.counts);
     }
-    response
-      .writeHead(200, { "content-type": "application/json" })
-      .end(JSON.stringify({ path: request.url }));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address !== null ? address.port : 0;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests: () => seen.length,
-    sawOnlyInjected: () =>
-      seen.length > 0 &&
-      seen.every(
-        (entry) => entry.authorization === `Bearer ${upstreamCredential}` && entry.dpop === undefined,
-      ),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
+    // Each part is stopped even when stopping another failed; a failure is one more failed step.
+    const closers = [
+      () => running.installation?.server.close(),
+      () => running.api?.close(),
+      () => running.postgres?.stop(),
+    ];
+    for (const close of closers) {
+      try {
+        await close();
+      } catch (error) {
+        log.check("everything the demo started was stopped", false, (error as Error).message);
+      }
+    }
+  }
+
+  if (paths.temporaryRoot !== undefined && options.keep !== true) {
+    result.data_kept = !(await removeTemporaryRoot(paths));
+  }
+  if (result.data_kept) {
+    result.admin_key_file = paths.adminKeyFile;
+    result.explore = exploreCommands(options.cli ?? "writ", paths.dataDir, paths.adminKeyFile, result.tasks);
+  }
+  result.ok = log.ok;
+  return result;
 }
 
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === "object" && address !== null ? address.port : 0));
-    });
-  });
+/** The servers and processes a run started, so that they can be stopped however the run ends. */
+interface Running {
+  api?: SampleApi;
+  installation?: Installation;
+  agents: AgentProcess[];
+  postgres?: PostgresStep;
 }
+
+/** Plays the story from the start of the servers to the audit check, recording each step. */
+async function play(
+  paths: DemoPaths,
+  options: DemoOptions,
+  log: StepLog,
+  result: DemoResult,
+  running: Running,
+): Promise<void> {
+  options.onProgress?.("starting the broker, the gateway, the sample API and the agents");
+  // The agents start first: they load while the broker is initialised, and wait for the operator.
+  const cast: Cast = {
+    a: AgentProcess.start("triage-bot"),
+    b: AgentProcess.start("report-bot"),
+    sub: AgentProcess.start("summary-bot"),
+  };
+  running.agents.push(cast.a, cast.b, cast.sub);
+  running.postgres = PostgresStep.begin();
+  const api = await startSampleApi();
+  running.api = api;
+  const installation = await startInstallation(paths);
+  running.installation = installation;
+  log.check("broker and gateway started on loopback", true, installation.issuer);
+
+  await writeSampleFolder(paths.sampleDir);
+  // The filesystem server and the gateway both resolve symbolic links, so the path given is the real one.
+  const sampleDir = await realpath(paths.sampleDir);
+  await registerTools(installation.admin, api, sampleDir);
+  log.check(
+    "tools registered: the filesystem and memory MCP servers, and an HTTP API whose credential only the gateway has",
+    true,
+    `files over ${sampleDir}, memory, tracker at ${api.url}`,
+  );
+
+  const [a, b, sub] = await Promise.all([
+    registerAgent(installation.admin, cast.a, "team-support"),
+    registerAgent(installation.admin, cast.b, "team-reporting"),
+    registerAgent(installation.admin, cast.sub, "team-support"),
+  ]);
+  result.agents = {
+    a: { name: cast.a.name, spiffe_id: a },
+    b: { name: cast.b.name, spiffe_id: b },
+    sub: { name: cast.sub.name, spiffe_id: sub },
+  };
+  options.onProgress?.(undefined);
+  log.check(
+    "three agents run as their own processes, each registered with a key it generated",
+    true,
+    running.agents.map((agent) => `${agent.name} pid ${agent.pid ?? "?"}`).join(", "),
+  );
+  await running.postgres.register(installation.admin, log);
+
+  const scene: Scene = {
+    installation,
+    cast,
+    api,
+    sampleDir,
+    postgres: running.postgres,
+    log,
+    result,
+    ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
+  };
+  const tasks = await runStory(scene);
+  await endTasks(scene, tasks, paths.adminKeyFile);
+  await checkAudit(scene, tasks.a);
+}
+
+function noop(): void {}

@@ -1,6 +1,10 @@
+import { constants } from "node:os";
+import { basename, relative, isAbsolute } from "node:path";
 import type { Command } from "commander";
 import { runDemo } from "../../demo/demo.js";
+import { closingLines, Progress, shellQuote, stepLine } from "../../demo/output.js";
 import { emit } from "../output.js";
+import { fail } from "../run.js";
 import type { GlobalOptions } from "../target.js";
 
 /** Registers `writ demo`. */
@@ -8,23 +12,53 @@ export function registerDemoCommand(program: Command): void {
   program
     .command("demo")
     .description(
-      "run the main job end to end on a temporary data directory; exits 1 if any outcome did not happen",
+      "run the main job end to end on a temporary data directory (or --data); exits 1 if any expected outcome did not happen",
     )
-    .action(async () => {
+    .option("--keep", "keep the temporary data directory, and the admin key beside it, after the run")
+    .action(async (flags: { keep?: boolean }) => {
       const options = program.opts<GlobalOptions>();
       const json = options.json === true;
-      if (!json) process.stdout.write("starting the broker and gateway on loopback...\n");
-      const result = await runDemo({
-        ...(options.data === undefined ? {} : { dataDir: options.data }),
-        onStep: (step) => {
-          if (!json) process.stdout.write(`${step.ok ? "✓" : "✗"} ${step.step} (${step.detail})\n`);
-        },
-      });
-      emit(options, result, () => [
-        "",
-        `${result.ok ? "all outcomes happened" : "some outcomes did not happen"}: ${result.counts.allowed} calls allowed, ${result.counts.denied} denied, ${result.counts.audit_events} audit events`,
-        "explore further: writ --help, docs/cli.md",
-      ]);
-      if (!result.ok) process.exitCode = 1;
+      const progress = new Progress(process.stderr);
+      // SIGINT or SIGTERM stops the run: its servers and agents are closed and its temporary folder
+      // is removed before the process exits.
+      const controller = new AbortController();
+      let stoppedBy: "SIGINT" | "SIGTERM" | undefined;
+      const interrupt = (signal: "SIGINT" | "SIGTERM"): void => {
+        stoppedBy = signal;
+        controller.abort(new Error(`interrupted by ${signal}`));
+      };
+      process.once("SIGINT", interrupt);
+      process.once("SIGTERM", interrupt);
+      try {
+        const result = await runDemo({
+          signal: controller.signal,
+          ...(options.data === undefined ? {} : { dataDir: options.data }),
+          keep: flags.keep === true,
+          cli: cliInvocation(),
+          onProgress: (label) => (label === undefined ? progress.stop() : progress.start(label)),
+          onStep: (step) => {
+            if (!json) progress.around(() => process.stdout.write(`${stepLine(step)}\n`));
+          },
+        });
+        emit(options, result, () => closingLines(result));
+        // 128 plus the signal number is the shell's convention for a process stopped by a signal.
+        if (stoppedBy !== undefined) process.exitCode = 128 + constants.signals[stoppedBy];
+        else if (!result.ok) process.exitCode = 1;
+      } catch (error) {
+        progress.stop();
+        fail(options, error);
+      } finally {
+        process.off("SIGINT", interrupt);
+        process.off("SIGTERM", interrupt);
+      }
     });
+}
+
+/** Returns how this process was started, so that printed commands can be pasted as they are. */
+function cliInvocation(): string {
+  const script = process.argv[1];
+  if (script === undefined || basename(script) === "writ") return "writ";
+  const fromHere = relative(process.cwd(), script);
+  const path = fromHere.startsWith("..") || isAbsolute(fromHere) ? script : fromHere;
+  return `node ${shellQuote(path)}`;
 }
