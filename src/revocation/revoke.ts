@@ -107,6 +107,20 @@ export async function revokeAgent(
       revocation_seq: result.seq,
     },
   });
+  // Each ended task also gets its own end event, so that its story says how it ended.
+  for (const taskId of result.task_ids) {
+    context.audit.appendEventually({
+      kind: "task.revoked",
+      actor,
+      task_id: taskId,
+      data: {
+        status: "revoked",
+        reason: `agent ${name} revoked`,
+        revoked_jtis: result.jtis.length,
+        revocation_seq: result.seq,
+      },
+    });
+  }
   context.log.info({ [logFields.agentId]: agent.spiffe_id, revocation_seq: result.seq }, "agent revoked");
   return result;
 }

@@ -276,7 +276,13 @@ describe("writ demo --json", () => {
       output.story?.events.map((event) => event.seq),
     );
     const kinds = new Set(told.events.map((event) => event.kind));
-    for (const kind of ["task.started", "tool_call.allowed", "task.delegated", "tool_call.denied"]) {
+    for (const kind of [
+      "task.started",
+      "tool_call.allowed",
+      "task.delegated",
+      "tool_call.denied",
+      "task.revoked",
+    ]) {
       assert.ok(kinds.has(kind), `story lacks ${kind}`);
     }
   });
