@@ -10,6 +10,7 @@ import type { Database } from "../store/schema.js";
 import { WritError, isWritError } from "../errors/writ-error.js";
 import { getAgentBySpiffeId, type Agent } from "../identity/agents.js";
 import { listBindings } from "../identity/bindings.js";
+import { actorChain, currentActor } from "../gateway/decision.js";
 import { logFields } from "../log/fields.js";
 import { isTaskLive, getTask, type Task } from "../tasks/tasks.js";
 import { mintAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
@@ -354,13 +355,17 @@ export async function recordIssuance(
   requestId: string,
   replay?: DeferredReplayCache,
 ): Promise<void> {
+  // A delegated token's holder is its outermost actor, not `sub`, the root of the chain.
+  const chain = actorChain(claims);
   await context.audit.append(
     {
       kind: "token.issued",
-      actor: claims.sub,
+      actor: currentActor(chain),
       task_id: claims.task_id ?? null,
       jti: claims.jti,
       data: {
+        sub: chain.sub,
+        actors: chain.actors,
         client_id: claims.client_id,
         aud: claims.aud,
         jkt: claims.cnf.jkt,

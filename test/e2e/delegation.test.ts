@@ -211,6 +211,14 @@ describe("delegation by token exchange", () => {
       assert.deepEqual(actionsOf(grandchildToken.token), ["read"]);
     });
 
+    test("grandchild issuance attributed to grandchild", async () => {
+      const issued = await auditEvents(broker.admin, "token.issued");
+      const event = issued.find((entry) => entry.jti === decodeJwt(grandchildToken.token).jti);
+      assert.equal(event?.actor, grandchild.clientId);
+      assert.equal(event?.data.sub, parent.clientId);
+      assert.deepEqual(event?.data.actors, [grandchild.clientId, child.clientId, parent.clientId]);
+    });
+
     test("grandchild call attributed to grandchild", async () => {
       const response = await callTool(broker.issuer, {
         target: "/tools/tracker/issues/1",
