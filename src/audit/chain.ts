@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import canonicalizeModule from "canonicalize";
 
 // The package is CommonJS exporting the function itself, while its typings declare an ES default export,
@@ -53,7 +53,7 @@ export function hashRecordWithData(record: Omit<AuditRecord, "hash" | "data">, d
     `"data":${dataText},"jti":${JSON.stringify(record.jti)},"kind":${JSON.stringify(record.kind)},` +
     `"prev_hash":${JSON.stringify(record.prev_hash)},"seq":${integerText(record.seq)},` +
     `"task_id":${JSON.stringify(record.task_id)},"time":${integerText(record.time)}}`;
-  return createHash("sha256").update(canonical).digest("hex");
+  return hash("sha256", canonical, "hex");
 }
 
 /** Writes a safe integer; anything else has no single canonical form here and is refused. */

@@ -131,20 +131,27 @@ export class AuditLog {
       head = await this.lockHead(trx);
     }
 
-    const unhashed = {
-      seq: (head?.seq ?? 0) + 1,
-      time: this.clock.nowMs(),
-      kind: input.kind,
-      actor: input.actor,
-      task_id: input.task_id ?? null,
-      jti: input.jti ?? null,
-      data: input.data ?? {},
-      prev_hash: head?.hash ?? genesisHash,
-      chain_version: chainVersion,
-    };
+    const seq = (head?.seq ?? 0) + 1;
+    const time = this.clock.nowMs();
+    const taskId = input.task_id ?? null;
+    const jti = input.jti ?? null;
+    const data = input.data ?? {};
+    const prevHash = head?.hash ?? genesisHash;
     // The canonical text of `data` is hashed and stored, so it is computed once.
-    const dataText = canonicalJson(unhashed.data);
-    const record: AuditRecord = { ...unhashed, hash: hashRecordWithData(unhashed, dataText) };
+    const dataText = canonicalJson(data);
+    const hash = hashRecordWithData(
+      {
+        seq,
+        time,
+        kind: input.kind,
+        actor: input.actor,
+        task_id: taskId,
+        jti,
+        prev_hash: prevHash,
+        chain_version: chainVersion,
+      },
+      dataText,
+    );
 
     let state = this.transactions.get(trx);
     if (state === undefined) {
@@ -156,10 +163,32 @@ export class AuditLog {
       const current = state;
       state.deferred = this.queue.beforeCommit(trx, () => this.flush(trx, current));
     }
-    state.head = { seq: record.seq, hash: record.hash };
-    state.pending.push({ ...record, data: dataText });
+    state.head = { seq, hash };
+    state.pending.push({
+      seq,
+      time,
+      kind: input.kind,
+      actor: input.actor,
+      task_id: taskId,
+      jti,
+      data: dataText,
+      prev_hash: prevHash,
+      hash,
+      chain_version: chainVersion,
+    });
     if (!state.deferred) await this.flush(trx, state);
-    return record;
+    return {
+      seq,
+      time,
+      kind: input.kind,
+      actor: input.actor,
+      task_id: taskId,
+      jti,
+      data,
+      prev_hash: prevHash,
+      hash,
+      chain_version: chainVersion,
+    };
   }
 
   /** Inserts the pending events of a transaction and moves the head row to its latest event. */
