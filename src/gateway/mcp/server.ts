@@ -1,5 +1,6 @@
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import {
   CallToolRequestSchema,
   CallToolResultSchema,
@@ -46,6 +47,12 @@ import { mcpErrorCodes } from "./errors.js";
 import { matchesUriPattern, uriProblem } from "./match.js";
 import { UpstreamLimitError, type UpstreamPool } from "./upstreams.js";
 
+/**
+ * One JSON Schema validator for every per-request server. The SDK would otherwise compile a new Ajv
+ * instance for each request, and the gateway never asks an agent for input it would validate.
+ */
+const sharedSchemaValidator = new AjvJsonSchemaValidator();
+
 /** Largest number of list pages read from an upstream for one listing. */
 const maxListPages = 50;
 
@@ -69,6 +76,7 @@ export function buildMcpServer(
   const server = new Server(
     { name: `writ-gateway/${caller.tool.name}`, version: "1" },
     {
+      jsonSchemaValidator: sharedSchemaValidator,
       // Logging, completions and subscriptions are advertised to every task, and each request for them
       // is decided by policy like any other.
       capabilities: {
