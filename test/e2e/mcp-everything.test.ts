@@ -480,5 +480,12 @@ describe("gateway for MCP server-everything", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     await assert.rejects(revocable.callTool({ name: "echo", arguments: { message: "after" } }));
     await revocable.close();
+    // The rejected token is audited as a denial of the tool, with why.
+    const denied = await auditEvents(broker.admin, "tool_call.denied");
+    const rejected = denied.filter(
+      (event) => event.data.tool === "everything" && event.data.mcp_method === "authenticate",
+    );
+    assert.ok(rejected.length > 0, "no audited denial for the revoked task's request");
+    assert.match(String(rejected.at(-1)?.data.reason), /revoked|ended|not valid/);
   });
 });

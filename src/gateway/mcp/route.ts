@@ -355,6 +355,21 @@ async function refuse(
     return reply.code(500).send({ error: "server_error", error_description: "internal error" });
   const metadata = `${context.backend.publicUrl}${metadataPath(toolName)}`;
   const presented = headerValues(request, "authorization").length > 0;
+  // A presented credential that fails is a denial like any other; the nonce handshake that every
+  // new client goes through, and a request with no credential at all, are not audited.
+  if (presented && writError.code !== "use_dpop_nonce") {
+    const outcome = newMcpOutcome("authenticate", null);
+    outcome.reason = writError.detail ?? writError.description;
+    outcome.clientIp = request.ip;
+    try {
+      await recordMcp(context.backend, undefined, toolName, outcome, "denied");
+    } catch (auditError) {
+      context.log.error(
+        { ...fields, [logFields.decisionId]: outcome.decisionId, err: auditError },
+        "audit of a rejected mcp request failed",
+      );
+    }
+  }
   const challenge = [
     ...(presented
       ? [`error="${writError.code}"`, `error_description="${writError.description.replace(/"/g, "'")}"`]
