@@ -3,10 +3,11 @@ import { WritError } from "../errors/writ-error.js";
 import { open, seal } from "../secrets/envelope.js";
 import type { AccountsTable } from "../store/schema.js";
 import { withSystem } from "../systems/connection.js";
-import { missingAdminOption } from "../systems/privileges.js";
+import { missingAdminOption, unsafeGroupRoles } from "../systems/privileges.js";
 import { generatePassword, scramSha256Verifier } from "../systems/scram.js";
 import { identifier, literal, statement } from "../systems/sql-text.js";
 import { requireSystem } from "../systems/systems.js";
+import { listTemplates } from "../systems/templates.js";
 
 /**
  * A legacy shared role on a system that cannot be split per task. writ owns its password: every user
@@ -71,9 +72,32 @@ export async function addAccount(context: BrokerContext, actor: string, input: N
   if ((await getAccount(context, input.name)) !== undefined) {
     throw new WritError("conflict", `account "${input.name}" already exists`);
   }
+  // Two accounts of one role would each hand out and rotate the same password.
+  const sameRole = (await listAccounts(context)).find(
+    (account) => account.system === input.system && account.role === input.role,
+  );
+  if (sameRole !== undefined) {
+    throw new WritError(
+      "conflict",
+      `role "${input.role}" of system "${input.system}" is already the account "${sameRole.name}"`,
+    );
+  }
 
   const password = generatePassword();
+  const templateGroups = [
+    ...new Set((await listTemplates(context, system.name)).flatMap((template) => template.member_of)),
+  ];
   await withSystem(context, system, undefined, async (client) => {
+    // A template whose group reaches this role would let every task act as the account unchecked.
+    const reached = (await unsafeGroupRoles(client, templateGroups, [input.role])).filter((problem) =>
+      problem.endsWith("the role of a shared account"),
+    );
+    if (reached.length > 0) {
+      throw new WritError(
+        "invalid_request",
+        `role "${input.role}" is reached by a template's group, so tasks could use it without a checkout: ${reached.join("; ")}`,
+      );
+    }
     const missing = await missingAdminOption(client, [input.role]);
     if (missing.length > 0) {
       throw new WritError(

@@ -14,7 +14,7 @@ const terminateWaitMs = 5000;
  * 1. `NOLOGIN`, so no new session starts.
  * 2. Terminate every session of the role.
  * 3. In the template's database, `REASSIGN OWNED` to the successor when the template keeps objects,
- *    then always `DROP OWNED`.
+ *    then always `DROP OWNED`; then `DROP OWNED` in every other database the role could reach.
  * 4. `DROP ROLE`.
  * A role that no longer exists counts as removed. Throws when any step fails, and the caller retries.
  */
@@ -36,6 +36,16 @@ export async function dropLeaseRole(context: BrokerContext, lease: Lease): Promi
       await client.query(statement`REASSIGN OWNED BY ${role} TO ${identifier(template.successor)}`);
     }
     await client.query(statement`DROP OWNED BY ${role}`);
+    // A task role can connect to any database that PUBLIC may connect to and leave objects there,
+    // such as a large object, which would block DROP ROLE; those are dropped too.
+    const others = await client.query<{ datname: string }>(
+      `SELECT datname FROM pg_database
+        WHERE datallowconn AND NOT datistemplate AND datname <> current_database()
+          AND has_database_privilege(datname, 'CONNECT')`,
+    );
+    for (const { datname } of others.rows) {
+      await withSystem(context, system, datname, (other) => other.query(statement`DROP OWNED BY ${role}`));
+    }
     await client.query(statement`DROP ROLE ${role}`);
   });
 }

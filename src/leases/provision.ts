@@ -4,6 +4,7 @@ import type { BrokerContext } from "../broker/context.js";
 import { WritError, isWritError } from "../errors/writ-error.js";
 import { logFields } from "../log/fields.js";
 import { endTasks } from "../revocation/revoke.js";
+import { cleanUpTaskLeases } from "./worker.js";
 import { seal } from "../secrets/envelope.js";
 import type { Database } from "../store/schema.js";
 import { inTransaction, withSystem } from "../systems/connection.js";
@@ -155,6 +156,25 @@ export async function provisionLeases(
         `creating the task's role on system "${plan.system.name}" failed; the task was ended`,
         { detail: (error as Error).message, cause: error },
       );
+    }
+    // The task may have ended while its role was being created, and a cleanup that ran before the
+    // role was committed found nothing to drop: the lease goes back to pending and is cleaned again.
+    const current = await context.store.db
+      .selectFrom("tasks")
+      .select("status")
+      .where("id", "=", task.id)
+      .executeTakeFirst();
+    if (current?.status !== "active") {
+      const nowMs = context.clock.nowMs();
+      await context.queue.write(async (trx) => {
+        await trx
+          .updateTable("leases")
+          .set({ state: "cleanup_pending", next_attempt_at: nowMs })
+          .where("id", "=", plan.id)
+          .execute();
+      });
+      await cleanUpTaskLeases(context, [task.id]);
+      throw new WritError("invalid_grant", "the task ended while its database role was being created");
     }
     await context.audit.append({
       kind: "lease.created",

@@ -47,6 +47,58 @@ export async function missingAdminOption(client: pg.Client, roles: readonly stri
   return missing;
 }
 
+/**
+ * Predefined roles a task's role must never reach: they read or write files on the database server,
+ * run programs there, end other sessions, or create subscriptions that connect elsewhere.
+ */
+const forbiddenPredefinedRoles = [
+  "pg_read_server_files",
+  "pg_write_server_files",
+  "pg_execute_server_program",
+  "pg_signal_backend",
+  "pg_create_subscription",
+];
+
+/**
+ * Returns, for each group role a template would grant, why a task must not hold it: the group, or a
+ * role it inherits from or may SET ROLE to, is a superuser, may create roles or databases, replicate
+ * or bypass row security, is one of the predefined roles above, or is the role of a shared account
+ * (`accountRoles`), which only a checkout may hand out.
+ */
+export async function unsafeGroupRoles(
+  client: pg.Client,
+  roles: readonly string[],
+  accountRoles: readonly string[],
+): Promise<string[]> {
+  const problems: string[] = [];
+  for (const role of roles) {
+    const result = await client.query<{ rolname: string; why: string }>(
+      `SELECT r.rolname,
+              CASE WHEN r.rolsuper THEN 'SUPERUSER'
+                   WHEN r.rolcreaterole THEN 'CREATEROLE'
+                   WHEN r.rolcreatedb THEN 'CREATEDB'
+                   WHEN r.rolreplication THEN 'REPLICATION'
+                   WHEN r.rolbypassrls THEN 'BYPASSRLS'
+                   WHEN r.rolname = ANY($2::text[]) THEN 'a predefined role with server access'
+                   ELSE 'the role of a shared account' END AS why
+         FROM pg_roles r
+        WHERE pg_has_role($1, r.oid, 'MEMBER')
+          AND (r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls
+               OR r.rolname = ANY($2::text[]) OR r.rolname = ANY($3::text[]))
+        ORDER BY r.rolname`,
+      [role, forbiddenPredefinedRoles, accountRoles],
+    );
+    for (const row of result.rows) {
+      problems.push(
+        row.rolname === role
+          ? `role "${role}" is ${row.why}`
+          : `role "${role}" reaches "${row.rolname}", ${row.why}`,
+      );
+    }
+  }
+  return problems;
+}
+
 /** Returns a phrase when the management role cannot act as `role` (needed for REASSIGN OWNED). */
 export async function missingRoleUsage(client: pg.Client, role: string): Promise<string[]> {
   const result = await client.query<{ usage: boolean }>(

@@ -6,7 +6,7 @@ import type { ToolAction } from "../tools/registry.js";
 import { withSystem } from "./connection.js";
 import { parseDsn } from "./dsn.js";
 import { parseGrantClause } from "./grant-clause.js";
-import { missingAdminOption, missingGrantOptions, missingRoleUsage } from "./privileges.js";
+import { missingAdminOption, missingGrantOptions, missingRoleUsage, unsafeGroupRoles } from "./privileges.js";
 import { identifier } from "./sql-text.js";
 import { requireSystem } from "./systems.js";
 
@@ -81,6 +81,18 @@ export async function addTemplate(
     throw new WritError("conflict", `template "${name}" of system "${systemName}" already exists`);
   }
 
+  const accountRoles = (
+    await context.store.db.selectFrom("accounts").select("role").where("system", "=", systemName).execute()
+  ).map((row) => row.role);
+  const unsafe = await withSystem(context, system, database, (client) =>
+    unsafeGroupRoles(client, input.member_of, accountRoles),
+  );
+  if (unsafe.length > 0) {
+    throw new WritError(
+      "invalid_request",
+      `template "${name}" would give every task too much: ${unsafe.join("; ")}`,
+    );
+  }
   const missing = await withSystem(context, system, database, async (client) => [
     ...(await missingAdminOption(client, input.member_of)),
     ...(input.successor === undefined ? [] : await missingRoleUsage(client, input.successor)),
