@@ -26,10 +26,24 @@ export async function verifyEvidence(
   sources: readonly CheckpointSource[],
   jwks: JSONWebKeySet | undefined,
   start?: ChainStart,
+  storedHead?: { seq: number; hash: string },
 ): Promise<EvidenceVerdict> {
   const total = sources.reduce((sum, source) => sum + source.checkpoints.length, 0);
   const chain = verifyChain(records, start);
   if (!chain.ok) return { ...chain, checkpoints: total };
+  // The head row moves with every commit, so a log cut short without it still names the lost events.
+  const chainHeadSeq = chain.head?.seq ?? start?.seq ?? 0;
+  if (storedHead !== undefined && storedHead.seq > chainHeadSeq) {
+    return {
+      ...fail(
+        records.length,
+        chainHeadSeq + 1,
+        "truncated",
+        `the chain's head row names event ${storedHead.seq}, but the log ends at event ${chainHeadSeq}`,
+      ),
+      checkpoints: total,
+    };
+  }
   if (total > 0 && jwks === undefined) {
     throw new Error(
       "the log has signed checkpoints but no audit JWKS was given to verify them: use --audit-jwks",
@@ -57,7 +71,42 @@ export async function verifyEvidence(
     }
   }
   const first = faults.sort((a, b) => (a.ok || b.ok ? 0 : a.seq - b.seq))[0];
-  return { ...(first ?? chain), checkpoints: total };
+  if (first !== undefined) return { ...first, checkpoints: total };
+
+  // A chain that continues from a later event is only as good as its anchor: a signed checkpoint of
+  // the event it continues from, with the same hash, or of one of its own events (each of which the
+  // checks above matched). Without one, the whole chain could be invented.
+  if (start !== undefined && start.seq > 0) {
+    const anchors = sources.flatMap((source) =>
+      source.checkpoints.filter((checkpoint) => checkpoint.seq === start.seq),
+    );
+    const coveredInside = sources.some((source) =>
+      source.checkpoints.some((checkpoint) => checkpoint.seq > start.seq && checkpoint.seq <= headSeq),
+    );
+    if (anchors.length === 0 && !coveredInside) {
+      return {
+        ...fail(
+          records.length,
+          start.seq,
+          "unanchored",
+          `the chain continues from event ${start.seq}, and no signed checkpoint names that event`,
+        ),
+        checkpoints: total,
+      };
+    }
+    if (anchors.some((checkpoint) => checkpoint.hash !== start.hash)) {
+      return {
+        ...fail(
+          records.length,
+          start.seq,
+          "edited",
+          `the chain continues from event ${start.seq} with a hash its signed checkpoint does not name`,
+        ),
+        checkpoints: total,
+      };
+    }
+  }
+  return { ...chain, checkpoints: total };
 }
 
 async function checkOne(
@@ -92,11 +141,14 @@ async function checkOne(
   // A partial chain, such as an export that starts later, cannot vouch for events before its start.
   if (checkpoint.seq < firstSeq) return undefined;
   if (hashBySeq.get(checkpoint.seq) !== checkpoint.hash) {
+    // The chain links hold, so the events were rewritten and rehashed up to here: the rewrite began
+    // somewhere from the first event this chain holds to this one, and only the checkpoint shows it.
     return fail(
       events,
       checkpoint.seq,
       "edited",
-      `event ${checkpoint.seq} differs from the checkpoint in ${source} signed at ${signedAt}`,
+      `event ${checkpoint.seq} differs from the checkpoint in ${source} signed at ${signedAt}: ` +
+        `an event from ${firstSeq} to ${checkpoint.seq} was rewritten and the chain rehashed after it`,
     );
   }
   return undefined;

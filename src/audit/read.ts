@@ -21,3 +21,13 @@ export async function readAuditEvents(
 export function fromAuditRow(row: AuditEventsTable): AuditRecord {
   return { ...row, data: JSON.parse(row.data) as Record<string, unknown> };
 }
+
+/** Reads the chain's head row: the sequence number and hash of the newest event, if any. */
+export async function readStoredHead(store: Store): Promise<{ seq: number; hash: string } | undefined> {
+  const row = await store.db
+    .selectFrom("audit_head")
+    .select(["seq", "hash"])
+    .where("id", "=", 1)
+    .executeTakeFirst();
+  return row === undefined ? undefined : { seq: Number(row.seq), hash: row.hash };
+}

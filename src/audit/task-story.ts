@@ -9,10 +9,14 @@ export interface TaskStory {
   /** Ids of the tasks delegated from it, at any depth. */
   delegated: string[];
   events: AuditRecord[];
+  /** Events left out of the middle of a story longer than the largest one returned. */
+  omitted: number;
 }
 
-/** The largest number of events a story returns; a longer one is cut, newest events last. */
+/** The largest number of events a story returns; a longer one loses events from its middle. */
 const maxStoryEvents = 10_000;
+/** Events kept from the start of a story that is cut. */
+const storyHeadEvents = 1_000;
 
 /** Collects a task's story from the audit log: who started it, its tokens, calls, delegations and end. */
 export async function taskStory(context: BrokerContext, taskId: string): Promise<TaskStory> {
@@ -28,12 +32,32 @@ export async function taskStory(context: BrokerContext, taskId: string): Promise
     frontier = children.map((row) => row.id).filter((id) => !delegated.includes(id));
     delegated.push(...frontier);
   }
-  const rows = await context.store.db
+  const ids = [task.id, ...delegated];
+  const first = await context.store.db
     .selectFrom("audit_events")
     .selectAll()
-    .where("task_id", "in", [task.id, ...delegated])
+    .where("task_id", "in", ids)
     .orderBy("seq")
-    .limit(maxStoryEvents)
+    .limit(storyHeadEvents)
     .execute();
-  return { task, delegated, events: rows.map(fromAuditRow) };
+  const last = await context.store.db
+    .selectFrom("audit_events")
+    .selectAll()
+    .where("task_id", "in", ids)
+    .orderBy("seq", "desc")
+    .limit(maxStoryEvents - storyHeadEvents)
+    .execute();
+  // A long story keeps how it began and how it ended; the middle is cut, and the answer says so.
+  const seen = new Set(first.map((row) => Number(row.seq)));
+  const rows = [...first, ...last.reverse().filter((row) => !seen.has(Number(row.seq)))];
+  let omitted = 0;
+  if (rows.length === maxStoryEvents) {
+    const counted = await context.store.db
+      .selectFrom("audit_events")
+      .select((eb) => eb.fn.countAll<number>().as("count"))
+      .where("task_id", "in", ids)
+      .executeTakeFirst();
+    omitted = Number(counted?.count ?? 0) - rows.length;
+  }
+  return { task, delegated, events: rows.map(fromAuditRow), omitted };
 }

@@ -1,11 +1,13 @@
 import { chainVersion, genesisHash, hashRecord, type AuditRecord } from "./chain.js";
 
 /**
- * Why verification failed. `truncated` means a signed checkpoint names an event past the end of the
- * log; `bad_signature` means a checkpoint's signature or signed fields do not verify.
+ * Why verification failed. `truncated` means a signed checkpoint or the chain's head row names an
+ * event past the end of the log; `bad_signature` means a checkpoint's signature or signed fields do
+ * not verify; `unanchored` means a chain that starts after the first event has no signed checkpoint
+ * of the event it continues from, so nothing vouches for it.
  */
 export type ChainFault =
-  "edited" | "missing" | "reordered" | "truncated" | "bad_signature" | "unknown_version";
+  "edited" | "missing" | "reordered" | "truncated" | "bad_signature" | "unknown_version" | "unanchored";
 
 /** The verdict on a chain: `ok` with its head, or the first bad sequence number and why. */
 export type ChainVerdict =
@@ -52,12 +54,21 @@ export function verifyChain(records: readonly AuditRecord[], start?: ChainStart)
         `event ${record.seq} appears after event ${expectedSeq - 1}`,
       );
     }
+    // An event that names another event of the chain as its predecessor was moved there.
+    const predecessor = seqByHash.get(record.prev_hash);
+    if (
+      record.prev_hash !== previousHash &&
+      (predecessor !== undefined || record.prev_hash === genesisHash)
+    ) {
+      const after = predecessor ?? 0;
+      return fail(events, record.seq, "reordered", `event ${record.seq} belongs after event ${after}`);
+    }
+    // An event that does not hash to its own hash was edited in place, whatever it names before it.
+    const { hash, ...unhashed } = record;
+    if (hashRecord(unhashed) !== hash) {
+      return fail(events, record.seq, "edited", `event ${record.seq} does not match its hash`);
+    }
     if (record.prev_hash !== previousHash) {
-      const predecessor = seqByHash.get(record.prev_hash);
-      if (predecessor !== undefined || record.prev_hash === genesisHash) {
-        const after = predecessor ?? 0;
-        return fail(events, record.seq, "reordered", `event ${record.seq} belongs after event ${after}`);
-      }
       // The event before this one no longer hashes to what this one recorded: it was rewritten and
       // rehashed.
       const edited = record.seq - 1;
@@ -67,10 +78,6 @@ export function verifyChain(records: readonly AuditRecord[], start?: ChainStart)
         "edited",
         `event ${edited} was rewritten after event ${record.seq} chained to it`,
       );
-    }
-    const { hash, ...unhashed } = record;
-    if (hashRecord(unhashed) !== hash) {
-      return fail(events, record.seq, "edited", `event ${record.seq} does not match its hash`);
     }
     previousHash = hash;
     expectedSeq++;

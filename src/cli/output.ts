@@ -1,10 +1,13 @@
 import type { GlobalOptions } from "./target.js";
 
-/** Removes control characters, so that values from the store cannot drive the terminal. */
+/**
+ * Removes control characters, format characters (bidirectional overrides, zero-width characters) and
+ * line or paragraph separators, so that values from the store can neither drive the terminal nor
+ * reorder or hide what it shows.
+ */
 export function printable(value: unknown): string {
   const text = typeof value === "string" ? value : JSON.stringify(value);
-  // eslint-disable-next-line no-control-regex
-  return (text ?? "").replace(/[\u0000-\u001f\u007f-\u009f]/g, "");
+  return (text ?? "").replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "");
 }
 
 /** Prints a result: one JSON document with `--json`, else the human-readable lines. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -200,17 +200,22 @@ describe("audit export follow", () => {
       assert.equal((events[0] as AuditRecord).prev_hash, lastEvent.hash);
       assertContinuous([...(await exportedSeqs(first)), ...(await exportedSeqs(second))], head);
 
-      for (const file of [first, second]) {
-        const verdict = await runWritJson<{ ok: boolean }>([
-          "--data",
-          installation.dataDir,
-          "audit",
-          "verify",
-          "--file",
-          file,
-        ]);
+      // The second file continues the first: together they verify. Alone, no signed checkpoint names
+      // the event it continues from or one of its own, so nothing vouches for it.
+      const joined = join(root, "joined.jsonl");
+      const secondText = await readFile(second, "utf8");
+      await writeFile(
+        joined,
+        (await readFile(first, "utf8")) + secondText.slice(secondText.indexOf("\n") + 1),
+      );
+      const verify = (file: string): Promise<{ ok: boolean; fault?: string }> =>
+        runWritVerdict(["--data", installation.dataDir, "audit", "verify", "--file", file]);
+      for (const file of [first, joined]) {
+        const verdict = await verify(file);
         assert.equal(verdict.ok, true, `${file} does not verify: ${JSON.stringify(verdict)}`);
       }
+      const alone = await verify(second);
+      assert.equal(alone.fault, "unanchored", JSON.stringify(alone));
     });
   });
 
@@ -251,3 +256,14 @@ describe("audit export follow", () => {
     }
   });
 });
+
+/** Runs a CLI command that prints one JSON verdict and exits 1 when it is not ok. */
+async function runWritVerdict(args: string[]): Promise<{ ok: boolean; fault?: string }> {
+  try {
+    return await runWritJson<{ ok: boolean; fault?: string }>(args);
+  } catch (error) {
+    const stdout = (error as { stdout?: string }).stdout;
+    if (typeof stdout === "string" && stdout.trim() !== "") return JSON.parse(stdout) as { ok: boolean };
+    throw error;
+  }
+}

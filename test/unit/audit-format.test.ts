@@ -117,3 +117,14 @@ describe("resource patterns", () => {
     assert.ok(pattern.matches("file:///srv/notes.txt"));
   });
 });
+
+test("terminal text drops bidirectional and zero-width characters", () => {
+  assert.equal(
+    terminalText("triage \u202eexe.tnemyap\u202c x\u2066y\u2069 z\u200bw\u2028v\ufeff"),
+    "triage exe.tnemyap xy zwv",
+  );
+});
+
+test("CSV drops format characters but keeps line feeds", () => {
+  assert.equal(csvField("a\u202eb\nc"), '"ab\nc"');
+});

@@ -14,12 +14,12 @@ export interface Rows {
 
 export type OutputFormat = "table" | "csv" | "json";
 
-// C0 controls, DEL and C1 controls: they can move the cursor, recolour or retitle a terminal.
-// eslint-disable-next-line no-control-regex
-const allControls = /[\u0000-\u001f\u007f-\u009f]/g;
+// Control characters (C0, DEL, C1), which can move the cursor, recolour or retitle a terminal, and
+// format characters and line or paragraph separators, which can reorder text on screen (bidirectional
+// overrides) or hide it (zero-width characters).
+const allControls = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 // The same set without line feed and tab, which a quoted CSV field may carry harmlessly.
-// eslint-disable-next-line no-control-regex
-const controlsButLineFeedAndTab = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+const controlsButLineFeedAndTab = /(?![\n\t])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 /** Leading characters that make a spreadsheet read a cell as a formula (CSV injection). */
 const formulaLeads = new Set(["=", "+", "-", "@", "\t"]);

@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Writable } from "node:stream";
 import type { Command } from "commander";
@@ -47,10 +47,27 @@ export function registerAuditExportCommand(audit: Command): void {
       let sink: LineSink | undefined;
       try {
         const request = parseFlags(flags);
+        // A JSON-lines file has one header, so lines appended to a file that already holds an export
+        // leave out the new one.
+        const appendingToExport =
+          request.format === "jsonl" &&
+          flags.append === true &&
+          flags.out !== undefined &&
+          existsSync(flags.out) &&
+          statSync(flags.out).size > 0;
         sink = await openSink(flags, stop);
+        const opened = sink;
+        let headerPending = appendingToExport;
+        const write = (line: string): Promise<void> => {
+          if (headerPending) {
+            headerPending = false;
+            if (line.includes('"writ-audit-export"')) return Promise.resolve();
+          }
+          return opened.write(line);
+        };
         const remoteUrl = options.url ?? (await runningServerUrl(dataDirectory(options)));
-        if (remoteUrl === undefined) await exportFromStore(options, request, abort.signal, sink.write);
-        else await exportFromServer(options, request, abort.signal, sink.write);
+        if (remoteUrl === undefined) await exportFromStore(options, request, abort.signal, write);
+        else await exportFromServer(options, request, abort.signal, write);
         await sink.close();
       } catch (error) {
         await sink?.close().catch(() => undefined);
@@ -153,10 +170,6 @@ async function exportFromStore(
 
 /** Reads the audit key's public half. An installation whose server never started has none, and no checkpoints. */
 async function localAuditJwks(file: string): Promise<JSONWebKeySet> {
-  try {
-    return auditJwks(await readAuditKey(file));
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { keys: [] };
-    throw error;
-  }
+  if (!existsSync(file)) return { keys: [] };
+  return auditJwks(await readAuditKey(file));
 }

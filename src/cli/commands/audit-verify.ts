@@ -11,7 +11,7 @@ import {
   type EvidenceVerdict,
 } from "../../audit/checkpoint-verify.js";
 import { readExportFile } from "../../audit/export-file.js";
-import { readAuditEvents } from "../../audit/read.js";
+import { readAuditEvents, readStoredHead } from "../../audit/read.js";
 import { checkpointFilePath } from "../../audit/sinks/index.js";
 import { readCheckpointFile } from "../../audit/sinks/file.js";
 import { storeLocation } from "../../broker/broker.js";
@@ -78,7 +78,10 @@ export function registerAuditJwksCommand(audit: Command, program: Command): void
     });
 }
 
-async function verify(options: GlobalOptions, flags: VerifyFlags): Promise<EvidenceVerdict> {
+/** A verdict with the keys its checkpoints were checked against, since a verdict is only as good as they are. */
+type KeyedVerdict = EvidenceVerdict & { key_source: string };
+
+async function verify(options: GlobalOptions, flags: VerifyFlags): Promise<KeyedVerdict> {
   if (flags.db !== undefined && flags.file !== undefined) throw new Error("give --db or --file, not both");
   const sources: CheckpointSource[] = [];
   for (const file of flags.checkpoints) {
@@ -89,16 +92,24 @@ async function verify(options: GlobalOptions, flags: VerifyFlags): Promise<Evide
   if (flags.file !== undefined) {
     const exported = await readExportFile(flags.file);
     sources.unshift({ source: `export ${flags.file}`, checkpoints: exported.header.checkpoints });
-    return verifyEvidence(
+    const verdict = await verifyEvidence(
       exported.events,
       sources,
       givenJwks ?? exported.header.audit_jwks,
       exported.header.after,
     );
+    return {
+      ...verdict,
+      key_source:
+        givenJwks === undefined
+          ? "the keys embedded in the export, which whoever wrote the file chose; give --audit-jwks to use keys you trust"
+          : `--audit-jwks ${flags.auditJwks as string}`,
+    };
   }
 
   let location: StoreLocation;
   let jwks = givenJwks;
+  let keySource = givenJwks === undefined ? "" : `--audit-jwks ${flags.auditJwks as string}`;
   if (flags.db !== undefined) {
     if (!existsSync(flags.db)) throw new Error(`database file "${flags.db}" not found`);
     location = { kind: "sqlite", file: flags.db, readonly: true };
@@ -106,14 +117,24 @@ async function verify(options: GlobalOptions, flags: VerifyFlags): Promise<Evide
     const dataDir = dataDirectory(options);
     const config = await loadConfig(dataDir);
     location = readOnly(storeLocation(dataDir, config));
-    jwks ??= auditJwks(await readAuditKey(resolve(dataDir, config.audit_key_file)));
+    if (jwks === undefined) {
+      jwks = auditJwks(await readAuditKey(resolve(dataDir, config.audit_key_file)));
+      keySource = `the data directory's audit key (${config.audit_key_file})`;
+    }
     await addConfiguredCheckpointFile(dataDir, config, sources);
   }
 
   const store = await Store.open(location);
   try {
     sources.unshift({ source: "store", checkpoints: await readStoredCheckpoints(store) });
-    return await verifyEvidence(await readAuditEvents(store), sources, jwks);
+    const verdict = await verifyEvidence(
+      await readAuditEvents(store),
+      sources,
+      jwks,
+      undefined,
+      await readStoredHead(store),
+    );
+    return { ...verdict, key_source: keySource === "" ? "no keys given" : keySource };
   } finally {
     await store.close();
   }
@@ -164,8 +185,11 @@ async function remoteJwks(url: string): Promise<JSONWebKeySet> {
   return (await response.json()) as JSONWebKeySet;
 }
 
-function describe(verdict: EvidenceVerdict): string[] {
+function describe(verdict: KeyedVerdict): string[] {
   if (!verdict.ok) return [`audit log broken at event ${verdict.seq}: ${verdict.fault}: ${verdict.reason}`];
   const head = verdict.head === null ? "no events" : `head ${verdict.head.seq} ${verdict.head.hash}`;
-  return [`audit log verified: ${verdict.events} events, ${head}, ${verdict.checkpoints} checkpoints`];
+  return [
+    `audit log verified: ${verdict.events} events, ${head}, ${verdict.checkpoints} checkpoints`,
+    `checkpoints checked against ${verdict.key_source}`,
+  ];
 }

@@ -53,6 +53,11 @@ export function registerAuditCommands(program: Command): void {
           `task ${story.task.id} of agent ${story.task.agent_name}: ${printable(story.task.intent)}`,
           `started by ${printable(story.task.initiator)}, now ${story.task.status}`,
           ...(story.delegated.length === 0 ? [] : [`delegated tasks: ${story.delegated.join(", ")}`]),
+          ...(story.omitted > 0
+            ? [
+                `${story.omitted} events from the middle of the story are left out; use writ audit events --task`,
+              ]
+            : []),
           "",
           ...table(
             ["SEQ", "TIME", "EVENT", "ACTOR", "TASK", "DETAIL"],

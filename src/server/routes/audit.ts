@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { BrokerContext } from "../../broker/context.js";
-import { readAuditEvents } from "../../audit/read.js";
+import { readAuditEvents, readStoredHead } from "../../audit/read.js";
 import { auditJwks } from "../../audit/audit-key.js";
 import { readStoredCheckpoints } from "../../audit/checkpointer.js";
 import { verifyEvidence } from "../../audit/checkpoint-verify.js";
@@ -41,6 +41,8 @@ export function registerAuditRoutes(app: FastifyInstance, context: BrokerContext
       await readAuditEvents(context.store),
       [{ source: "store", checkpoints }],
       auditJwks(context.auditKey),
+      undefined,
+      await readStoredHead(context.store),
     );
   });
 
