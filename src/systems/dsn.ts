@@ -15,14 +15,15 @@ const sslModes = new Set(["disable", "require", "verify-full"]);
 
 /**
  * Parses `postgres://USER@HOST:PORT/DB[?sslmode=MODE]`. Rejects a password in the DSN, because it would
- * be stored and shown in the clear; the password belongs in the secret store.
+ * be stored and shown in the clear; the password belongs in the secret store. Errors never repeat the
+ * DSN, which may carry a password after all.
  */
 export function parseDsn(text: string): SystemDsn {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new WritError("invalid_request", `invalid DSN "${text}": use postgres://USER@HOST:PORT/DB`);
+    throw new WritError("invalid_request", "invalid DSN: use postgres://USER@HOST:PORT/DB");
   }
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
     throw new WritError(
@@ -41,7 +42,7 @@ export function parseDsn(text: string): SystemDsn {
   if (user === "" || url.hostname === "" || database === "" || database.includes("/")) {
     throw new WritError(
       "invalid_request",
-      `invalid DSN "${text}": it needs a user, a host and a database, as postgres://USER@HOST:PORT/DB`,
+      "invalid DSN: it needs a user, a host and a database, as postgres://USER@HOST:PORT/DB",
     );
   }
   const sslmode = url.searchParams.get("sslmode") ?? "disable";
@@ -49,7 +50,7 @@ export function parseDsn(text: string): SystemDsn {
   if (unknown !== undefined || !sslModes.has(sslmode)) {
     throw new WritError(
       "invalid_request",
-      `invalid DSN "${text}": the only parameter taken is sslmode=disable, require or verify-full`,
+      "invalid DSN: the only parameter taken is sslmode=disable, require or verify-full",
     );
   }
   return {

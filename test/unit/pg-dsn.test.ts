@@ -49,3 +49,19 @@ test("cleanup backoff doubles up to the cap", () => {
   assert.equal(cleanupBackoffMs(20), cleanupRetryMaxMs);
   assert.equal(cleanupBackoffMs(1000), cleanupRetryMaxMs);
 });
+
+test("DSN errors never repeat a password", () => {
+  for (const dsn of [
+    "postgres://writ_admin:Leaky-Pass-77@127.0.0.1:99999/app",
+    "postgres://writ_admin@127.0.0.1/app?password=Leaky-Pass-77",
+    "postgres://:Leaky-Pass-77@127.0.0.1/app",
+    "not a url Leaky-Pass-77",
+  ]) {
+    assert.throws(
+      () => parseDsn(dsn),
+      (error: Error) =>
+        !error.message.includes("Leaky-Pass-77") &&
+        !String((error as { description?: string }).description).includes("Leaky-Pass-77"),
+    );
+  }
+});
