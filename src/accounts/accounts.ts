@@ -8,6 +8,16 @@ import { generatePassword, scramSha256Verifier } from "../systems/scram.js";
 import { identifier, literal, statement } from "../systems/sql-text.js";
 import { requireSystem } from "../systems/systems.js";
 import { listTemplates } from "../systems/templates.js";
+import { reloadPolicies } from "../policy/policies.js";
+import type { ToolAction } from "../tools/registry.js";
+
+/** The prefix of the system tool's actions that stand for shared accounts rather than templates. */
+export const accountActionPrefix = "account.";
+
+/** Names the system tool's action that lets a task's agent check the account out. */
+export function accountActionName(account: string): string {
+  return `${accountActionPrefix}${account}`;
+}
 
 /**
  * A legacy shared role on a system that cannot be split per task. writ owns its password: every user
@@ -128,8 +138,24 @@ export async function addAccount(context: BrokerContext, actor: string, input: N
     { kind: "account.created", actor, data: { account: row.name, system: row.system, role: row.role } },
     async (trx) => {
       await trx.insertInto("accounts").values(row).execute();
+      // The account becomes an action of the system's tool, so that a task naming
+      // SYSTEM:account.NAME lets its agent check the account out with its own task token.
+      const tool = await trx
+        .selectFrom("tools")
+        .select("actions")
+        .where("name", "=", system.name)
+        .executeTakeFirst();
+      if (tool === undefined) return;
+      const actions = JSON.parse(tool.actions) as ToolAction[];
+      actions.push({ name: accountActionName(row.name), spec: accountActionName(row.name), risk: "high" });
+      await trx
+        .updateTable("tools")
+        .set({ actions: JSON.stringify(actions) })
+        .where("name", "=", system.name)
+        .execute();
     },
   );
+  await reloadPolicies(context);
   return fromRow(row);
 }
 

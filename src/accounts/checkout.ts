@@ -143,11 +143,16 @@ export async function checkInAccount(
   context: BrokerContext,
   actor: string,
   name: string,
+  expectedTaskId?: string,
 ): Promise<{ account: string; holder: Holder; rotated: boolean }> {
   const account = await requireAccount(context, name);
   const open = await openCheckout(context, account);
   if (open === undefined) throw new WritError("conflict", `account "${name}" is not checked out`);
   const holder = JSON.parse(open.holder) as Holder;
+  // An agent may return only the checkout its own task holds.
+  if (expectedTaskId !== undefined && (holder.kind !== "task" || holder.task_id !== expectedTaskId)) {
+    throw new WritError("access_denied", `account "${name}" is not checked out by this task`);
+  }
   await context.audit.append(
     {
       kind: "account.checked_in",

@@ -16,4 +16,10 @@ export {
   defaultRenewBeforeSeconds,
   type McpTransportOptions,
 } from "./mcp-transport.js";
-export { fetchSystemCredential, type SystemCredential } from "./system-credential.js";
+export {
+  checkInSharedAccount,
+  checkOutSharedAccount,
+  fetchSystemCredential,
+  type SharedAccountCheckout,
+  type SystemCredential,
+} from "./system-credential.js";

@@ -5,6 +5,7 @@ import { WritError, isWritError } from "../errors/writ-error.js";
 import { logFields } from "../log/fields.js";
 import { endTasks } from "../revocation/revoke.js";
 import { cleanUpTaskLeases } from "./worker.js";
+import { accountActionPrefix } from "../accounts/accounts.js";
 import { seal } from "../secrets/envelope.js";
 import type { Database } from "../store/schema.js";
 import { inTransaction, withSystem } from "../systems/connection.js";
@@ -54,7 +55,13 @@ export async function planLeases(
     if (system === undefined) continue;
     const templates = task.actions
       .filter((entry) => entry.startsWith(`${toolName}:`))
-      .map((entry) => entry.slice(toolName.length + 1));
+      .map((entry) => entry.slice(toolName.length + 1))
+      .filter((action) => !action.startsWith(accountActionPrefix));
+    // A task that names only shared accounts of the system gets no role of its own.
+    const namesAccounts = task.actions.some((entry) =>
+      entry.startsWith(`${toolName}:${accountActionPrefix}`),
+    );
+    if (templates.length === 0 && namesAccounts) continue;
     if (templates.length !== 1) {
       throw new WritError(
         "invalid_request",

@@ -61,6 +61,12 @@ export async function addTemplate(
       `invalid template name "${name}": use letters, digits, '.', '-' or '_', up to 128 characters`,
     );
   }
+  if (name.startsWith("account.")) {
+    throw new WritError(
+      "invalid_request",
+      `invalid template name "${name}": names starting with "account." stand for shared accounts`,
+    );
+  }
   if (input.member_of.length === 0 && input.grants.length === 0) {
     throw new WritError("invalid_request", "a template needs at least one --member-of or --grant");
   }

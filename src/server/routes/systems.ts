@@ -12,6 +12,8 @@ import { verifyAccessToken, type AccessTokenClaims } from "../../tokens/access-t
 import { sendError } from "../errors.js";
 import { headerValues } from "../headers.js";
 import { apiRoute, bodyObject, stringMember } from "./api.js";
+import { accountActionName, getAccount } from "../../accounts/accounts.js";
+import { checkInAccount, checkOutAccount } from "../../accounts/checkout.js";
 
 /** Registers the API for systems, their templates, leases, and the credential fetch by agents. */
 export function registerSystemRoutes(app: FastifyInstance, context: BrokerContext): void {
@@ -86,6 +88,86 @@ export function registerSystemRoutes(app: FastifyInstance, context: BrokerContex
         "credential fetched",
       );
       return reply.header("Cache-Control", "no-store").header("Pragma", "no-cache").send(credential);
+    } catch (error) {
+      return sendError(context, request, reply, error);
+    }
+  });
+
+  registerAgentAccountRoutes(app, context);
+}
+
+/**
+ * Registers the checkout of a shared account by an agent, for its own task: the token's audience is
+ * the system's resource URI and its actions name `account.NAME`, which the task got by listing
+ * `SYSTEM:account.NAME`. The answer carries the password, so it is never cached.
+ */
+export function registerAgentAccountRoutes(app: FastifyInstance, context: BrokerContext): void {
+  const authorise = async (
+    request: FastifyRequest,
+  ): Promise<{ claims: AccessTokenClaims; account: string }> => {
+    const { name, account } = request.params as { name: string; account: string };
+    const claims = await authenticateSystemRequest(context, request, systemResourceUri(context.issuer, name));
+    const grant = claims.authorization_details?.find((detail) => detail.type === "agent_task");
+    const found = await getAccount(context, account);
+    if (
+      found === undefined ||
+      found.system !== name ||
+      !(grant?.actions ?? []).includes(accountActionName(account))
+    ) {
+      throw new WritError(
+        "access_denied",
+        `this task may not check out account "${account}" of system "${name}"`,
+      );
+    }
+    return { claims, account };
+  };
+
+  app.post("/v1/systems/:name/accounts/:account/checkout", async (request, reply) => {
+    let authorised: { claims: AccessTokenClaims; account: string };
+    try {
+      authorised = await authorise(request);
+    } catch (error) {
+      return sendError(context, request, reply, error, { challenge: true });
+    }
+    try {
+      const body = (request.body ?? {}) as Record<string, unknown>;
+      const checkout = await checkOutAccount(context, authorised.claims.client_id, authorised.account, {
+        task: authorised.claims.task_id as string,
+        ...(typeof body.duration_s === "number" ? { duration_s: body.duration_s } : {}),
+        ...(typeof body.wait_s === "number" ? { wait_s: body.wait_s } : {}),
+      });
+      request.log.info(
+        {
+          [logFields.taskId]: authorised.claims.task_id,
+          [logFields.clientId]: authorised.claims.client_id,
+          account: authorised.account,
+        },
+        "account checked out by an agent",
+      );
+      return reply.header("Cache-Control", "no-store").header("Pragma", "no-cache").send(checkout);
+    } catch (error) {
+      return sendError(context, request, reply, error);
+    }
+  });
+
+  app.post("/v1/systems/:name/accounts/:account/checkin", async (request, reply) => {
+    let authorised: { claims: AccessTokenClaims; account: string };
+    try {
+      authorised = await authorise(request);
+    } catch (error) {
+      return sendError(context, request, reply, error, { challenge: true });
+    }
+    try {
+      return reply
+        .header("Cache-Control", "no-store")
+        .send(
+          await checkInAccount(
+            context,
+            authorised.claims.client_id,
+            authorised.account,
+            authorised.claims.task_id as string,
+          ),
+        );
     } catch (error) {
       return sendError(context, request, reply, error);
     }
