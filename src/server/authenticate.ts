@@ -16,14 +16,15 @@ export interface ApiCaller {
 }
 
 /**
- * Authenticates an admin API request: exactly one `Authorization: DPoP` header with a token for the
- * API, a proof by the token's key for this method and URL, and a token that is still live. Every
- * failure is `invalid_token` or `invalid_dpop_proof`, answered with 401 and a DPoP challenge.
+ * Authenticates a request that carries a DPoP-bound token of this broker: exactly one
+ * `Authorization: DPoP` header, a proof by the token's key for this method and URL, and a token that
+ * is still live (not revoked, its task active, its subject enabled). Returns the token's claims;
+ * every failure is `invalid_token` or `invalid_dpop_proof`. The caller checks the audience.
  */
-export async function authenticateApiRequest(
+export async function authenticateDpopRequest(
   context: BrokerContext,
   request: FastifyRequest,
-): Promise<ApiCaller> {
+): Promise<AccessTokenClaims> {
   const authorizations = headerValues(request, "authorization");
   if (authorizations.length !== 1) {
     throw new WritError("invalid_token", "exactly one Authorization header is required", {
@@ -70,6 +71,18 @@ export async function authenticateApiRequest(
       detail: `token ${claims.jti} revoked`,
     });
   }
+  return claims;
+}
+
+/**
+ * Authenticates an admin API request: a live DPoP-bound token whose audience is the API. Every
+ * failure is answered with 401 and a DPoP challenge, or 403 for a token meant for something else.
+ */
+export async function authenticateApiRequest(
+  context: BrokerContext,
+  request: FastifyRequest,
+): Promise<ApiCaller> {
+  const claims = await authenticateDpopRequest(context, request);
   // A valid token for a tool, such as an agent's, authenticates its holder but is not for the API.
   if (claims.aud !== adminApiResource(context)) {
     throw new WritError("access_denied", "this token is not for the API", {

@@ -1,16 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { BrokerContext } from "../../broker/context.js";
-import { verifyDpopProof } from "../../dpop/verify-proof.js";
 import { WritError } from "../../errors/writ-error.js";
 import { readTaskCredential } from "../../leases/credentials.js";
 import { listLeases } from "../../leases/leases.js";
 import { logFields } from "../../log/fields.js";
-import { isTokenLive } from "../../oauth/introspection.js";
 import { addSystem, listSystems, requireSystem, systemResourceUri } from "../../systems/systems.js";
 import { addTemplate, listTemplates } from "../../systems/templates.js";
-import { verifyAccessToken, type AccessTokenClaims } from "../../tokens/access-token.js";
+import type { AccessTokenClaims } from "../../tokens/access-token.js";
+import { authenticateDpopRequest } from "../authenticate.js";
 import { sendError } from "../errors.js";
-import { headerValues } from "../headers.js";
 import { apiRoute, bodyObject, stringMember } from "./api.js";
 import { accountActionName, getAccount } from "../../accounts/accounts.js";
 import { checkInAccount, checkOutAccount } from "../../accounts/checkout.js";
@@ -99,7 +97,7 @@ export function registerSystemRoutes(app: FastifyInstance, context: BrokerContex
 /**
  * Registers the checkout of a shared account by an agent, for its own task: the token's audience is
  * the system's resource URI and its actions name `account.NAME`, which the task got by listing
- * `SYSTEM:account.NAME`. The answer carries the password, so it is never cached.
+ * `SYSTEM:account.NAME`. The response carries the password, so it is never cached.
  */
 export function registerAgentAccountRoutes(app: FastifyInstance, context: BrokerContext): void {
   const authorise = async (
@@ -175,58 +173,15 @@ export function registerAgentAccountRoutes(app: FastifyInstance, context: Broker
 }
 
 /**
- * Authenticates an agent's request for a system: one `Authorization: DPoP` token for `audience`, for a
- * task, with a proof by the token's key for this method and URL, and still live (not revoked, task
- * active, agent enabled). Returns the token's claims.
+ * Authenticates an agent's request for a system: a live DPoP-bound token for a task whose audience is
+ * the system's resource URI. Returns the token's claims.
  */
 async function authenticateSystemRequest(
   context: BrokerContext,
   request: FastifyRequest,
   audience: string,
 ): Promise<AccessTokenClaims> {
-  const authorizations = headerValues(request, "authorization");
-  const [scheme, token, ...rest] = (authorizations[0] ?? "").split(" ");
-  if (
-    authorizations.length !== 1 ||
-    scheme?.toLowerCase() !== "dpop" ||
-    token === undefined ||
-    token === "" ||
-    rest.length > 0
-  ) {
-    throw new WritError("invalid_token", "send exactly one Authorization header with the DPoP scheme", {
-      detail: `${authorizations.length} Authorization headers, scheme ${String(scheme)}`,
-    });
-  }
-  const claims = await verifyAccessToken(
-    token,
-    { issuer: context.issuer, clockSkewSeconds: context.config.clock_skew_seconds },
-    context,
-  );
-  const path = request.url.split("?")[0] ?? "/";
-  const proof = await verifyDpopProof(
-    {
-      proofs: headerValues(request, "dpop"),
-      method: request.method,
-      url: `${context.issuer}${path}`,
-      accessToken: token,
-    },
-    {
-      maxAgeSeconds: context.config.dpop_proof_max_age_seconds,
-      maxFutureSeconds: context.config.dpop_proof_max_future_seconds,
-      clockSkewSeconds: context.config.clock_skew_seconds,
-    },
-    { clock: context.clock, replay: context.replay },
-  );
-  if (proof.jkt !== claims.cnf.jkt) {
-    throw new WritError("invalid_dpop_proof", "the DPoP proof is not signed by the token's key", {
-      detail: "jkt mismatch",
-    });
-  }
-  if (!(await isTokenLive(context, claims))) {
-    throw new WritError("invalid_token", "access token is not valid", {
-      detail: `token ${claims.jti} not live`,
-    });
-  }
+  const claims = await authenticateDpopRequest(context, request);
   if (claims.aud !== audience || claims.task_id === undefined) {
     throw new WritError("invalid_token", "this token is not for this system", {
       detail: `aud ${String(claims.aud)}, task ${String(claims.task_id)}`,
