@@ -49,7 +49,7 @@ import { UpstreamLimitError, type UpstreamPool } from "./upstreams.js";
 
 /**
  * One JSON Schema validator for every per-request server. The SDK would otherwise compile a new Ajv
- * instance for each request, and the gateway never asks an agent for input it would validate.
+ * instance for each request, and the gateway never requests input from an agent that it would validate.
  */
 const sharedSchemaValidator = new AjvJsonSchemaValidator();
 
@@ -132,6 +132,18 @@ export function buildMcpServer(
     }
   }
 
+  /** Records a decision durably, then throws the JSON-RPC denial with its decision id when denied. */
+  async function enforce(outcome: McpOutcome, allowed: boolean, denial: string): Promise<void> {
+    await recordMcp(
+      dependencies.backend,
+      caller.claims,
+      caller.tool.name,
+      outcome,
+      allowed ? "allowed" : "denied",
+    );
+    if (!allowed) throw new McpError(mcpErrorCodes.denied, denial, { decision_id: outcome.decisionId });
+  }
+
   /** Decides and audits one message; throws the JSON-RPC denial, with the decision id, when denied. */
   async function authorise(
     method: string,
@@ -146,18 +158,7 @@ export function buildMcpServer(
       outcome.reason = `resource URI rejected: ${uriProblem(name)}`;
     else allowed = await decideMcp(dependencies, caller, kind, name, args, outcome);
     if (!allowed) dependencies.risk.recordDenial(taskId);
-    await recordMcp(
-      dependencies.backend,
-      caller.claims,
-      caller.tool.name,
-      outcome,
-      allowed ? "allowed" : "denied",
-    );
-    if (!allowed) {
-      throw new McpError(mcpErrorCodes.denied, `${method} "${outcome.target}" is not allowed for this task`, {
-        decision_id: outcome.decisionId,
-      });
-    }
+    await enforce(outcome, allowed, `${method} "${outcome.target}" is not allowed for this task`);
     return outcome;
   }
 
@@ -309,18 +310,7 @@ export function buildMcpServer(
       outcome,
       targetGranted(target.kind, target.name),
     );
-    await recordMcp(
-      dependencies.backend,
-      caller.claims,
-      caller.tool.name,
-      outcome,
-      allowed ? "allowed" : "denied",
-    );
-    if (!allowed) {
-      throw new McpError(mcpErrorCodes.denied, `${method} is not allowed for this task`, {
-        decision_id: outcome.decisionId,
-      });
-    }
+    await enforce(outcome, allowed, `${method} is not allowed for this task`);
     const schema = method === "completion/complete" ? CompleteResultSchema : EmptyResultSchema;
     return upstream(outcome, signal, (client) =>
       client.request({ method, params: withoutProgress(params) }, schema, {
@@ -338,22 +328,18 @@ export function buildMcpServer(
       extra.signal,
     ),
   );
-  server.setRequestHandler(SubscribeRequestSchema, (request, extra) =>
+  const relaySubscription = (
+    request: { method: string; params: { uri: string } },
+    extra: { signal: AbortSignal },
+  ): Promise<Record<string, unknown>> =>
     relayProtocolMethod(
       request.method,
       { kind: "resource", name: request.params.uri },
       request.params,
       extra.signal,
-    ),
-  );
-  server.setRequestHandler(UnsubscribeRequestSchema, (request, extra) =>
-    relayProtocolMethod(
-      request.method,
-      { kind: "resource", name: request.params.uri },
-      request.params,
-      extra.signal,
-    ),
-  );
+    );
+  server.setRequestHandler(SubscribeRequestSchema, relaySubscription);
+  server.setRequestHandler(UnsubscribeRequestSchema, relaySubscription);
   server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {
     const ref = request.params.ref;
     const target =
