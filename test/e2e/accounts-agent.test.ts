@@ -12,7 +12,7 @@ import {
 } from "../../src/client/index.js";
 import { auditEvents, registerAgent, startTask, type TestAgent } from "../support/agent-client.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
-import { adminRole, prepareCluster, sqlState, type PreparedCluster } from "./systems-support.js";
+import { prepareCluster, sqlState, type PreparedCluster, registerBillingSystem } from "./systems-support.js";
 
 let prepared: PreparedCluster;
 let broker: TestBroker;
@@ -22,14 +22,7 @@ let other: TestAgent;
 before(async () => {
   prepared = await prepareCluster();
   broker = await startTestBroker();
-  await broker.admin.call("POST", "/v1/secrets/pg-admin", { value: prepared.adminPassword });
-  await broker.admin.call("POST", "/v1/systems", {
-    name: "billing",
-    kind: "postgres",
-    dsn: prepared.dsn(adminRole),
-    password_secret: "pg-admin",
-    environment: "prod",
-  });
+  await registerBillingSystem(broker.admin, prepared);
   await broker.admin.call("POST", "/v1/systems/billing/templates", {
     name: "reader",
     member_of: ["billing_reader"],

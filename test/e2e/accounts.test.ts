@@ -11,7 +11,13 @@ import { ApiError } from "../../src/cli/admin-client.js";
 import { auditEvents, registerAgent, registerTool, startTask } from "../support/agent-client.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
 import { requireBuiltCli, runWritJson } from "../support/writ-process.js";
-import { adminRole, prepareCluster, sqlState, type PreparedCluster } from "./systems-support.js";
+import {
+  adminRole,
+  prepareCluster,
+  sqlState,
+  type PreparedCluster,
+  registerBillingSystem,
+} from "./systems-support.js";
 
 /** Interval between two looks at the store while the broker's timer works, in milliseconds. */
 const pollMs = 50;
@@ -23,14 +29,7 @@ before(async () => {
   requireBuiltCli();
   prepared = await prepareCluster();
   broker = await startTestBroker();
-  await broker.admin.call("POST", "/v1/secrets/pg-admin", { value: prepared.adminPassword });
-  await broker.admin.call("POST", "/v1/systems", {
-    name: "billing",
-    kind: "postgres",
-    dsn: prepared.dsn(adminRole),
-    password_secret: "pg-admin",
-    environment: "prod",
-  });
+  await registerBillingSystem(broker.admin, prepared);
   await broker.admin.call("POST", "/v1/accounts", {
     name: "etl",
     kind: "postgres",

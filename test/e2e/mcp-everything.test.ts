@@ -369,7 +369,7 @@ describe("gateway for MCP server-everything", () => {
     });
     try {
       assert.deepEqual(await client.setLoggingLevel("info"), {});
-      // The level is the target a policy sees; this one is refused.
+      // The level is the policy's target, and this level is not permitted.
       assert.equal((await mcpErrorOf(client.setLoggingLevel("debug"))).code, -32003);
       // Only the named method passes.
       const subscribe = await mcpErrorOf(

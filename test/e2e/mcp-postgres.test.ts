@@ -10,7 +10,12 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { createMcpTransport } from "../../src/client/index.js";
 import { registerAgent, startTask, type TestAgent } from "../support/agent-client.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
-import { adminRole, prepareCluster, roleExists, type PreparedCluster } from "./systems-support.js";
+import {
+  prepareCluster,
+  roleExists,
+  type PreparedCluster,
+  registerBillingSystem,
+} from "./systems-support.js";
 
 const postgresServer = join(
   process.cwd(),
@@ -24,14 +29,7 @@ let agent: TestAgent;
 before(async () => {
   prepared = await prepareCluster();
   broker = await startTestBroker();
-  await broker.admin.call("POST", "/v1/secrets/pg-admin", { value: prepared.adminPassword });
-  await broker.admin.call("POST", "/v1/systems", {
-    name: "billing",
-    kind: "postgres",
-    dsn: prepared.dsn(adminRole),
-    password_secret: "pg-admin",
-    environment: "prod",
-  });
+  await registerBillingSystem(broker.admin, prepared);
   await broker.admin.call("POST", "/v1/systems/billing/templates", {
     name: "reader",
     member_of: ["billing_reader"],

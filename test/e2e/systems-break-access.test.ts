@@ -16,7 +16,7 @@ import {
   startTask,
 } from "../support/agent-client.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
-import { adminRole, prepareCluster, type PreparedCluster } from "./systems-support.js";
+import { adminRole, prepareCluster, type PreparedCluster, registerBillingSystem } from "./systems-support.js";
 
 let prepared: PreparedCluster;
 let broker: TestBroker;
@@ -24,14 +24,7 @@ let broker: TestBroker;
 before(async () => {
   prepared = await prepareCluster();
   broker = await startTestBroker();
-  await broker.admin.call("POST", "/v1/secrets/pg-admin", { value: prepared.adminPassword });
-  await broker.admin.call("POST", "/v1/systems", {
-    name: "billing",
-    kind: "postgres",
-    dsn: prepared.dsn(adminRole),
-    password_secret: "pg-admin",
-    environment: "prod",
-  });
+  await registerBillingSystem(broker.admin, prepared);
   await broker.admin.call("POST", "/v1/systems/billing/templates", {
     name: "reader",
     member_of: ["billing_reader"],

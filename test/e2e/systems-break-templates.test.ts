@@ -12,7 +12,13 @@ import type { Lease } from "../../src/leases/leases.js";
 import type { Task } from "../../src/tasks/tasks.js";
 import { registerAgent, startTask, type TestAgent } from "../support/agent-client.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
-import { adminRole, prepareCluster, roleExists, type PreparedCluster } from "./systems-support.js";
+import {
+  adminRole,
+  prepareCluster,
+  roleExists,
+  type PreparedCluster,
+  registerBillingSystem,
+} from "./systems-support.js";
 
 let prepared: PreparedCluster;
 let broker: TestBroker;
@@ -21,14 +27,7 @@ let agent: TestAgent;
 before(async () => {
   prepared = await prepareCluster();
   broker = await startTestBroker();
-  await broker.admin.call("POST", "/v1/secrets/pg-admin", { value: prepared.adminPassword });
-  await broker.admin.call("POST", "/v1/systems", {
-    name: "billing",
-    kind: "postgres",
-    dsn: prepared.dsn(adminRole),
-    password_secret: "pg-admin",
-    environment: "prod",
-  });
+  await registerBillingSystem(broker.admin, prepared);
   await broker.admin.call("POST", "/v1/systems/billing/templates", {
     name: "reader",
     member_of: ["billing_reader"],

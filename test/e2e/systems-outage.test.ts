@@ -16,7 +16,12 @@ import type { Task } from "../../src/tasks/tasks.js";
 import { registerAgent, startTask } from "../support/agent-client.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
 import { requireBuiltCli, runWritJson } from "../support/writ-process.js";
-import { adminRole, prepareCluster, roleExists, type PreparedCluster } from "./systems-support.js";
+import {
+  prepareCluster,
+  roleExists,
+  type PreparedCluster,
+  registerBillingSystem,
+} from "./systems-support.js";
 
 /** Interval between two looks at the lease while the broker's timer retries, in milliseconds. */
 const pollMs = 50;
@@ -44,14 +49,7 @@ before(async () => {
   prepared = await prepareCluster();
   clock = new ManualClock();
   broker = await startTestBroker({ clock, config: { alert_webhooks: [`http://127.0.0.1:${port}/alerts`] } });
-  await broker.admin.call("POST", "/v1/secrets/pg-admin", { value: prepared.adminPassword });
-  await broker.admin.call("POST", "/v1/systems", {
-    name: "billing",
-    kind: "postgres",
-    dsn: prepared.dsn(adminRole),
-    password_secret: "pg-admin",
-    environment: "prod",
-  });
+  await registerBillingSystem(broker.admin, prepared);
   await broker.admin.call("POST", "/v1/systems/billing/templates", {
     name: "reader",
     member_of: ["billing_reader"],

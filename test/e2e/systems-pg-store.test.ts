@@ -9,7 +9,13 @@ import type { Lease } from "../../src/leases/leases.js";
 import { runSystemUpkeep } from "../../src/leases/upkeep.js";
 import { registerAgent, startTask } from "../support/agent-client.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
-import { adminRole, prepareCluster, roleExists, sqlState, type PreparedCluster } from "./systems-support.js";
+import {
+  prepareCluster,
+  roleExists,
+  sqlState,
+  type PreparedCluster,
+  registerBillingSystem,
+} from "./systems-support.js";
 
 let prepared: PreparedCluster;
 let broker: TestBroker;
@@ -17,14 +23,7 @@ let broker: TestBroker;
 before(async () => {
   prepared = await prepareCluster();
   broker = await startTestBroker({ postgresUrl: await prepared.cluster.createDatabase("writ_store") });
-  await broker.admin.call("POST", "/v1/secrets/pg-admin", { value: prepared.adminPassword });
-  await broker.admin.call("POST", "/v1/systems", {
-    name: "billing",
-    kind: "postgres",
-    dsn: prepared.dsn(adminRole),
-    password_secret: "pg-admin",
-    environment: "prod",
-  });
+  await registerBillingSystem(broker.admin, prepared);
   await broker.admin.call("POST", "/v1/systems/billing/templates", {
     name: "reader",
     member_of: ["billing_reader"],

@@ -5,6 +5,7 @@
 import { join, dirname } from "node:path";
 import { readFile } from "node:fs/promises";
 import pg from "pg";
+import type { AdminClient } from "../../src/cli/admin-client.js";
 import { startPostgres, type PostgresCluster } from "../support/postgres.js";
 
 export const adminRole = "writ_admin";
@@ -122,4 +123,19 @@ export async function sqlState(promise: Promise<unknown>): Promise<string> {
     return String((error as { code?: unknown }).code);
   }
   throw new Error("expected the statement or connection to fail, it succeeded");
+}
+
+/**
+ * Registers the cluster's `app` database as the system `billing` in environment `prod`, managed by
+ * `writ_admin`, whose password goes into the secret `pg-admin`.
+ */
+export async function registerBillingSystem(admin: AdminClient, prepared: PreparedCluster): Promise<void> {
+  await admin.call("POST", "/v1/secrets/pg-admin", { value: prepared.adminPassword });
+  await admin.call("POST", "/v1/systems", {
+    name: "billing",
+    kind: "postgres",
+    dsn: prepared.dsn(adminRole),
+    password_secret: "pg-admin",
+    environment: "prod",
+  });
 }
