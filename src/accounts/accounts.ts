@@ -58,7 +58,7 @@ export function accountSecretName(name: string): string {
 
 /**
  * Registers an existing shared role after checking that the management role has ADMIN OPTION on
- * it, then sets a password that only writ knows, so that from then on every user checks it out.
+ * it, then sets a password that only writ stores, so that from then on every user checks it out.
  */
 export async function addAccount(context: BrokerContext, actor: string, input: NewAccount): Promise<Account> {
   if (!namePattern.test(input.name)) {

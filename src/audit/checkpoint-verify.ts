@@ -73,9 +73,8 @@ export async function verifyEvidence(
   const first = faults.sort((a, b) => (a.ok || b.ok ? 0 : a.seq - b.seq))[0];
   if (first !== undefined) return { ...first, checkpoints: total };
 
-  // A chain that continues from a later event is only as good as its anchor: a signed checkpoint of
-  // the event it continues from, with the same hash, or of one of its own events (each of which the
-  // checks above matched). Without one, the whole chain could be invented.
+  // A chain that continues from a later event needs an anchor, or it could be invented whole. The
+  // anchor is a signed checkpoint of the event it continues from, or of one of its own events.
   if (start !== undefined && start.seq > 0) {
     const anchors = sources.flatMap((source) =>
       source.checkpoints.filter((checkpoint) => checkpoint.seq === start.seq),
@@ -141,8 +140,8 @@ async function checkOne(
   // A partial chain, such as an export that starts later, cannot vouch for events before its start.
   if (checkpoint.seq < firstSeq) return undefined;
   if (hashBySeq.get(checkpoint.seq) !== checkpoint.hash) {
-    // The chain links hold, so the events were rewritten and rehashed up to here: the rewrite began
-    // somewhere from the first event this chain holds to this one, and only the checkpoint shows it.
+    // The chain links are intact, so the events were rewritten and rehashed up to here. Only the
+    // checkpoint shows it, and the rewrite began between the chain's first event and this one.
     return fail(
       events,
       checkpoint.seq,

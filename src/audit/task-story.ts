@@ -47,7 +47,7 @@ export async function taskStory(context: BrokerContext, taskId: string): Promise
     .orderBy("seq", "desc")
     .limit(maxStoryEvents - storyHeadEvents)
     .execute();
-  // A long story keeps how it began and how it ended; the middle is cut, and the answer says so.
+  // A long story keeps how it began and how it ended. The middle is cut, and `omitted` counts it.
   const seen = new Set(first.map((row) => Number(row.seq)));
   const rows = [...first, ...last.reverse().filter((row) => !seen.has(Number(row.seq)))];
   let omitted = 0;

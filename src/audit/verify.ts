@@ -1,10 +1,10 @@
 import { chainVersion, genesisHash, hashRecord, type AuditRecord } from "./chain.js";
 
 /**
- * Why verification failed. `truncated` means a signed checkpoint or the chain's head row names an
- * event past the end of the log; `bad_signature` means a checkpoint's signature or signed fields do
- * not verify; `unanchored` means a chain that starts after the first event has no signed checkpoint
- * of the event it continues from, so nothing vouches for it.
+ * The reason verification failed. `truncated`: a signed checkpoint or the chain's head row names an
+ * event past the end of the log. `bad_signature`: a checkpoint's signature or signed fields do not
+ * verify. `unanchored`: a chain that starts after the first event has no signed checkpoint to vouch
+ * for it.
  */
 export type ChainFault =
   "edited" | "missing" | "reordered" | "truncated" | "bad_signature" | "unknown_version" | "unanchored";

@@ -14,7 +14,7 @@ const terminateWaitMs = 5000;
  * 1. `NOLOGIN`, so no new session starts.
  * 2. Terminate every session of the role.
  * 3. In the template's database, `REASSIGN OWNED` to the successor when the template keeps objects,
- *    then always `DROP OWNED`; then `DROP OWNED` in every other database the role could reach.
+ *    then always `DROP OWNED`. Then `DROP OWNED` in every other database the role could reach.
  * 4. `DROP ROLE`.
  * A role that no longer exists counts as removed. Throws when any step fails, and the caller retries.
  */

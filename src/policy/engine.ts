@@ -97,9 +97,8 @@ export class PolicyEngine {
             attrs: { kind: request.tool.kind, environment: request.tool.environment },
             parents: [],
           },
-          // The schema declares each tool action's groups, but requests are evaluated without it, so
-          // the action's parents are passed here; without them `action in Action::"kind:http"`
-          // would never match and a `forbid` written that way would never apply.
+          // Requests are evaluated without the schema, which declares each action's groups, so the
+          // action's parents are passed here. Otherwise `action in Action::"kind:http"` never matches.
           {
             uid: { type: "Action", id: request.action },
             attrs: {},
@@ -124,7 +123,7 @@ export class PolicyEngine {
   }
 }
 
-/** The action groups a request's action belongs to: its tool kind and its risk level. */
+/** Returns the action groups of a request's action: its tool kind and its risk level. */
 function actionParents(request: PolicyRequest): { type: string; id: string }[] {
   if (!request.action.includes(":")) return [];
   return [

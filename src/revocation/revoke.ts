@@ -107,7 +107,7 @@ export async function revokeAgent(
       revocation_seq: result.seq,
     },
   });
-  // Each ended task also gets its own end event, so that its story says how it ended.
+  // Each ended task also gets its own end event, so that its story shows how it ended.
   for (const taskId of result.task_ids) {
     context.audit.appendEventually({
       kind: "task.revoked",

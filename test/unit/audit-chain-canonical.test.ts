@@ -6,7 +6,7 @@ import { genesisHash, hashRecord, type AuditRecord } from "../../src/audit/chain
 
 const canonicalize = canonicalizeModule as unknown as (input: unknown) => string;
 
-/** The hash as the chain defines it: SHA-256 over the canonical JSON of the whole record. */
+/** Computes the hash as the chain defines it: SHA-256 over the canonical JSON of the whole record. */
 function referenceHash(record: Omit<AuditRecord, "hash">): string {
   return createHash("sha256").update(canonicalize(record)).digest("hex");
 }

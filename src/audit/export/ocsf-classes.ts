@@ -117,7 +117,7 @@ export function authenticationEvent(
   }
 }
 
-/** Builds `src_endpoint` from what the decision recorded; `name` stands in when nothing was. */
+/** Builds `src_endpoint` from what the decision recorded, or a `name` of `unknown` when it recorded nothing. */
 function sourceEndpoint(ip: string | undefined, jkt: string | undefined): Record<string, string> {
   if (ip === undefined && jkt === undefined) return { name: "unknown" };
   return { ...(ip === undefined ? {} : { ip }), ...(jkt === undefined ? {} : { uid: jkt }) };

@@ -47,8 +47,8 @@ export function registerAuditExportCommand(audit: Command): void {
       let sink: LineSink | undefined;
       try {
         const request = parseFlags(flags);
-        // A JSON-lines file has one header, so lines appended to a file that already holds an export
-        // leave out the new one.
+        // A JSON-lines file has one header, so lines appended to a file that already contains an
+        // export leave out the new header.
         const appendingToExport =
           request.format === "jsonl" &&
           flags.append === true &&

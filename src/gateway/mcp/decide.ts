@@ -40,7 +40,7 @@ export interface McpOutcome {
   clientIp: string | null;
 }
 
-/** Longest target kept whole in an audit event or an error message; longer ones are cut. */
+/** The maximum length of a target kept whole in an audit event or an error message. */
 const maxRecordedTargetLength = 1024;
 
 /** Cuts a target an agent sent so that one request cannot write megabytes into the audit log. */

@@ -285,8 +285,8 @@ function sessionBinding(claims: AccessTokenClaims, toolName: string): SessionBin
 
 /**
  * Authenticates one request: a fresh revocation view, a DPoP-bound token for this tool with a proof
- * of `method` carrying a server nonce, and no revocation of the token, task or identities. Answers the
- * refusal itself and returns undefined when any check fails.
+ * of `method` carrying a server nonce, and no revocation of the token, task or identities. Sends the
+ * rejection itself and returns undefined when any check fails.
  */
 async function authenticateRequest(
   request: FastifyRequest,
@@ -355,8 +355,8 @@ async function refuse(
     return reply.code(500).send({ error: "server_error", error_description: "internal error" });
   const metadata = `${context.backend.publicUrl}${metadataPath(toolName)}`;
   const presented = headerValues(request, "authorization").length > 0;
-  // A presented credential that fails is a denial like any other; the nonce handshake that every
-  // new client goes through, and a request with no credential at all, are not audited.
+  // A presented credential that fails is audited as a denial. The nonce handshake of every new client
+  // and a request without a credential are not, because they carry no identity to record.
   if (presented && writError.code !== "use_dpop_nonce") {
     const outcome = newMcpOutcome("authenticate", null);
     outcome.reason = writError.detail ?? writError.description;
