@@ -13,10 +13,9 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Metric, MetricResult } from "./lib/metric.js";
 import { positiveIntegerSetting } from "./lib/settings.js";
 import { roundSignificant } from "./lib/stats.js";
+import { sharedDataDir } from "../test/support/shared-data.js";
 
-const invictus = fileURLToPath(
-  new URL("../../shared/data/invictus-aws-dataset/CloudTrail/", import.meta.url),
-);
+const invictus = join(sharedDataDir(), "invictus-aws-dataset", "CloudTrail");
 const self = fileURLToPath(import.meta.url);
 const megabyte = 1_000_000;
 

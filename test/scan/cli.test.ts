@@ -5,11 +5,12 @@ import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { sharedDataDir } from "../support/shared-data.js";
 
 const execute = promisify(execFile);
 const repository = resolve(import.meta.dirname, "../..");
 const fixtures = join(repository, "test", "fixtures", "scan");
-const falco = join(repository, "..", "shared", "data", "falco-k8s-audit-events");
+const falco = join(sharedDataDir(), "falco-k8s-audit-events");
 
 async function writ(
   args: string[],

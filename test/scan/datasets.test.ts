@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Finding, FindingKind } from "../../src/scan/model.js";
 import { scan } from "../../src/scan/scan.js";
+import { sharedDataDir } from "../support/shared-data.js";
 
-const data = join(import.meta.dirname, "..", "..", "..", "shared", "data");
+const data = sharedDataDir();
 const keyFile = "/nonexistent/scan-key";
 
 function find(findings: Finding[], kind: FindingKind, credential: string): Finding | undefined {

@@ -7,9 +7,10 @@ import { gzipSync } from "node:zlib";
 import { scan } from "../../src/scan/scan.js";
 import { renderTable } from "../../src/scan/report/table.js";
 import { renderSarif } from "../../src/scan/report/sarif.js";
+import { sharedDataDir } from "../support/shared-data.js";
 
 const fixtures = join(import.meta.dirname, "..", "fixtures", "scan");
-const data = join(import.meta.dirname, "..", "..", "..", "shared", "data");
+const data = sharedDataDir();
 const keyFile = "/nonexistent/scan-key";
 
 test("kubernetes jti from two addresses", async () => {

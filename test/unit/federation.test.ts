@@ -19,6 +19,7 @@ import {
   verifyPlatformJwt,
   type FederatedBindingSpec,
 } from "../../src/attestation/federation.js";
+import { sharedDataDir } from "../support/shared-data.js";
 
 const NOW_SECONDS = 1_750_000_000;
 const GITHUB_ISSUER = "https://token.actions.githubusercontent.com";
@@ -28,7 +29,7 @@ const OTHER_SERVICE_ACCOUNT_UID = "7c2e9b14-1a3d-4f58-b6e0-9d4c8a2f1e37";
 const WORKLOAD_SPIFFE_ID = "spiffe://example.org/ns/prod/sa/billing";
 
 /** go-spiffe's SPIFFE bundle fixtures: one X.509 root and six JWT-SVID keys, public keys only. */
-const SPIFFE_TESTDATA = "/work/shared/data/spiffe-go-spiffe-testdata/bundle/spiffebundle/testdata";
+const SPIFFE_TESTDATA = join(sharedDataDir(), "spiffe-go-spiffe-testdata/bundle/spiffebundle/testdata");
 
 interface SigningKey {
   privateKey: CryptoKey;
