@@ -7,18 +7,10 @@ import { pathToFileURL } from "node:url";
 import { chromium } from "playwright-core";
 import { renderHtml } from "../../src/scan/report/html.js";
 import { scan } from "../../src/scan/scan.js";
+import { sharedDataDir } from "../support/shared-data.js";
 
 const fixtures = join(import.meta.dirname, "..", "fixtures", "scan");
-const invictus = join(
-  import.meta.dirname,
-  "..",
-  "..",
-  "..",
-  "shared",
-  "data",
-  "invictus-aws-dataset",
-  "CloudTrail",
-);
+const invictus = join(sharedDataDir(), "invictus-aws-dataset", "CloudTrail");
 
 test("html report in chromium", async () => {
   const directory = await mkdtemp(join(tmpdir(), "writ-scan-html-"));
