@@ -6,7 +6,11 @@ import { generateIdentityKey } from "../src/identity/keys.js";
 import type { AdminClient } from "../src/cli/admin-client.js";
 import type { ClientJob, ClientReport } from "./token-issuance-client.js";
 import { mainThreadCpuSeconds, processCpuSeconds } from "./lib/cpu.js";
-import { measureJoseSigning } from "./lib/jose-baseline.js";
+import {
+  measureJoseSigning,
+  measureJoseSigningOnOneCore,
+  type PinnedSigningBaseline,
+} from "./lib/jose-baseline.js";
 import type { Metric, MetricResult } from "./lib/metric.js";
 import { formatNumber } from "./lib/report.js";
 import { positiveIntegerSetting, positiveNumberSetting } from "./lib/settings.js";
@@ -207,25 +211,30 @@ async function measureTokenIssuance(): Promise<MetricResult> {
     await server.stop();
   }
 
-  // The baseline runs after the server stopped, so that the two never compete for the CPU.
-  const baselinePerSecond = await measureJoseSigning({
+  // The baselines run after the server stopped, so that neither competes with it for the CPU. The
+  // ratio uses one core's signing rate; the rate on every core is reported beside it.
+  const baselineOptions = {
     header: sample.header,
     payload: sample.payload,
     concurrency: settings.concurrency,
     warmupSeconds: 1,
     durationSeconds: settings.durationSeconds,
-  });
+  };
+  const baseline = await measureJoseSigningOnOneCore(baselineOptions);
+  const everyCorePerSecond = await measureJoseSigning(baselineOptions);
 
-  return summarise(settings, reports, serverCpu, baselinePerSecond, sample.header.alg);
+  return summarise(settings, reports, serverCpu, baseline, everyCorePerSecond, sample.header.alg);
 }
 
 function summarise(
   settings: Settings,
   reports: ClientReport[],
   serverCpu: ServerCpu,
-  baselinePerSecond: number,
+  baseline: PinnedSigningBaseline,
+  everyCorePerSecond: number,
   algorithm: string,
 ): MetricResult {
+  const baselinePerSecond = baseline.perSecond;
   const completed = reports.reduce((sum, report) => sum + report.completed, 0);
   const errors = reports.reduce((sum, report) => sum + report.errors, 0);
   const clientCpuSeconds = reports.reduce((sum, report) => sum + report.cpuSeconds, 0);
@@ -250,6 +259,9 @@ function summarise(
     server_cpu_us_per_token: roundSignificant((serverCpu.process / completed) * 1e6),
     server_main_thread_cpu_us_per_token: roundSignificant((serverCpu.mainThread / completed) * 1e6),
     client_cpu_us_per_token: roundSignificant((clientCpuSeconds / completed) * 1e6),
+    baseline_pinned_to_one_core: baseline.pinned ? "yes" : "no (taskset missing)",
+    baseline_every_core_per_s: roundSignificant(everyCorePerSecond, 4),
+    ratio_to_every_core_baseline: roundSignificant(perSecond / everyCorePerSecond),
   };
   const errorReasons = reports
     .flatMap((report) => Object.entries(report.errorSamples))
@@ -260,14 +272,18 @@ function summarise(
     `of warm-up, ${settings.concurrency} requests in flight over ${settings.agents} agents from ` +
     `${settings.clientProcesses} client process(es); ${errorText}; latency p50 ${details.latency_p50_ms} ms, ` +
     `p99 ${details.latency_p99_ms} ms; server CPU ${details.server_cpu_percent}% of one core ` +
-    `(main thread ${details.server_main_thread_cpu_percent}%), clients ${details.client_cpu_percent}%.`;
+    `(main thread ${details.server_main_thread_cpu_percent}%), clients ${details.client_cpu_percent}%. ` +
+    `jose on every core signed ${formatNumber(details.baseline_every_core_per_s as number)}/s ` +
+    `(ratio ${details.ratio_to_every_core_baseline}).`;
 
   return {
     name: tokenIssuance.name,
     value: roundSignificant(perSecond, 4),
     unit: "tokens/s",
     baseline: {
-      name: `jose SignJWT, ${algorithm} key, claims of a real writ token, one process, ${settings.concurrency} in flight`,
+      name:
+        `jose SignJWT, ${algorithm} key, claims of a real writ token, one process ` +
+        `${baseline.pinned ? "held to one core" : "on every core (taskset missing)"}, ${settings.concurrency} in flight`,
       value: roundSignificant(baselinePerSecond, 4),
       unit: "tokens/s",
     },

@@ -1,4 +1,7 @@
+import { fork, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { fileURLToPath } from "node:url";
 import { generateKeyPair, SignJWT, type JWTHeaderParameters, type JWTPayload } from "jose";
 
 export interface SigningBaselineOptions {
@@ -10,6 +13,13 @@ export interface SigningBaselineOptions {
   concurrency: number;
   warmupSeconds: number;
   durationSeconds: number;
+}
+
+/** A baseline measured in a child process, and whether that process was held to one CPU. */
+export interface PinnedSigningBaseline {
+  perSecond: number;
+  /** False where `taskset` is missing: the figure then comes from every CPU of the machine. */
+  pinned: boolean;
 }
 
 /**
@@ -35,4 +45,47 @@ export async function measureJoseSigning(options: SigningBaselineOptions): Promi
   };
   await Promise.all(Array.from({ length: options.concurrency }, lane));
   return signed / options.durationSeconds;
+}
+
+const self = fileURLToPath(import.meta.url);
+
+/**
+ * Runs `measureJoseSigning` in a child process held to CPU 0 with `taskset`, so that the figure is
+ * what one core signs: the process's thread pool, where WebCrypto signs, is held to that core too.
+ * Without `taskset` the child runs on every CPU and the result says so.
+ */
+export async function measureJoseSigningOnOneCore(
+  options: SigningBaselineOptions,
+): Promise<PinnedSigningBaseline> {
+  const pinned = spawnSync("taskset", ["-c", "0", "true"]).status === 0;
+  const execArgv = ["--import", "tsx"];
+  const child = pinned
+    ? fork(self, ["--child"], {
+        execPath: "taskset",
+        execArgv: ["-c", "0", process.execPath, ...execArgv],
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      })
+    : fork(self, ["--child"], { execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const exited = once(child, "exit");
+  child.send(options);
+  const [perSecond] = (await Promise.race([
+    once(child, "message"),
+    exited.then(([code]) => {
+      throw new Error(`the signing baseline process exited with status ${String(code)}`);
+    }),
+  ])) as [number];
+  await exited;
+  return { perSecond, pinned };
+}
+
+if (process.argv[1] === self && process.argv[2] === "--child") {
+  process.once("message", (options: SigningBaselineOptions) => {
+    measureJoseSigning(options).then(
+      (perSecond) => process.send?.(perSecond, () => process.disconnect()),
+      (error: unknown) => {
+        console.error(error);
+        process.exit(1);
+      },
+    );
+  });
 }
