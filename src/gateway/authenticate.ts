@@ -39,6 +39,21 @@ export class RequestAuthenticator {
 
   /** Verifies the token for `audience` and its proof; returns the token's claims. */
   async authenticate(credentials: PresentedCredentials, audience: string): Promise<AccessTokenClaims> {
+    const { claims, proofVerified } = await this.begin(credentials, audience);
+    await proofVerified;
+    return claims;
+  }
+
+  /**
+   * Verifies the token for `audience` and starts verifying its proof, whose signature is checked on
+   * the thread pool while the caller prepares its decision. The caller must await `proofVerified`
+   * before it acts on the claims, records them, or reports any other refusal: a request with a bad
+   * proof is refused for its proof, whatever else is wrong with it.
+   */
+  async begin(
+    credentials: PresentedCredentials,
+    audience: string,
+  ): Promise<{ claims: AccessTokenClaims; proofVerified: Promise<void> }> {
     if (credentials.authorizations.length !== 1) {
       throw new WritError("invalid_token", "exactly one Authorization header is required", {
         detail: `${credentials.authorizations.length} Authorization headers`,
@@ -58,7 +73,7 @@ export class RequestAuthenticator {
         detail: `scheme ${String(scheme)}`,
       });
     }
-    await verifyDpopProof(
+    const proofVerified = verifyDpopProof(
       {
         proofs: credentials.proofs,
         method: credentials.method,
@@ -68,9 +83,13 @@ export class RequestAuthenticator {
       },
       this.dpop,
       { clock: this.clock, replay: this.replay, keys: this.proofKeys },
-    );
-    if (this.proofKeys.size > maxCachedKeys) this.proofKeys.clear();
-    return claims;
+    ).then(() => {
+      if (this.proofKeys.size > maxCachedKeys) this.proofKeys.clear();
+    });
+    // The caller awaits it; this handler only keeps a refusal raised before then from being reported
+    // as an unhandled rejection.
+    proofVerified.catch(() => undefined);
+    return { claims, proofVerified };
   }
 
   private async verifyToken(token: string, audience: string): Promise<AccessTokenClaims> {

@@ -33,7 +33,20 @@ export class RiskScorer {
 
   /** Scores a request about to be decided, and counts it. */
   score(taskId: string, tool: string): number {
-    return this.compute(taskId, tool, true);
+    return this.compute(taskId, tool, "count");
+  }
+
+  /**
+   * Scores a request as `score` would, without counting it yet: for a request whose sender is still
+   * being authenticated. `count` counts it once it is.
+   */
+  preview(taskId: string, tool: string): number {
+    return this.compute(taskId, tool, "preview");
+  }
+
+  /** Counts a request that `preview` scored. */
+  count(taskId: string, tool: string): void {
+    this.compute(taskId, tool, "count");
   }
 
   /**
@@ -41,10 +54,11 @@ export class RiskScorer {
    * MCP protocol methods that use no tool action.
    */
   peek(taskId: string, tool: string): number {
-    return this.compute(taskId, tool, false);
+    return this.compute(taskId, tool, "peek");
   }
 
-  private compute(taskId: string, tool: string, count: boolean): number {
+  /** `count` records the request; `preview` scores it as counted without recording it. */
+  private compute(taskId: string, tool: string, mode: "count" | "preview" | "peek"): number {
     const now = this.clock.nowMs();
     const behaviour = this.behaviour(taskId);
     // Times arrive in order, so expired ones are skipped from the front in amortised constant time.
@@ -58,14 +72,14 @@ export class RiskScorer {
       behaviour.recent = behaviour.recent.slice(behaviour.first);
       behaviour.first = 0;
     }
-    if (count) behaviour.recent.push(now);
-    const inWindow = behaviour.recent.length - behaviour.first;
+    if (mode === "count") behaviour.recent.push(now);
+    const inWindow = behaviour.recent.length - behaviour.first + (mode === "preview" ? 1 : 0);
 
     let score = behaviour.denials * pointsPerDenial;
     score += Math.max(0, inWindow - normalRequestsPerWindow);
     if (!behaviour.tools.has(tool)) {
       score += pointsFirstUseOfTool;
-      if (count) behaviour.tools.add(tool);
+      if (mode === "count") behaviour.tools.add(tool);
     }
     const hour = new Date(now).getUTCHours();
     if (hour < workdayStartHour || hour >= workdayEndHour) score += pointsOffHours;

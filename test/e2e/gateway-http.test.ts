@@ -325,6 +325,30 @@ describe("gateway for HTTP tools", () => {
       assert.equal(response.json().error, "invalid_dpop_proof");
     });
 
+    test("bad proof outranks a denied action", async () => {
+      // The decision is prepared while the proof is checked; none of it may be used or recorded.
+      const response = await call(workerToken, "/tools/gh/admin/users", { proofKeys: peerToken.dpopKeys });
+      const body = response.json();
+      assert.equal(response.status, 401);
+      assert.equal(body.error, "invalid_dpop_proof");
+
+      const denied = (await auditEvents(broker.admin, "tool_call.denied")).find(
+        (event) => event.data.decision_id === body.decision_id,
+      );
+      assert.equal(denied?.actor, "anonymous");
+      assert.equal(denied?.task_id, null);
+      assert.equal(denied?.data.action, null);
+      assert.deepEqual(denied?.data.policies, []);
+    });
+
+    test("bad proof outranks a rejected path", async () => {
+      const response = await call(workerToken, "/tools/gh/repos/acme%2Fissues", {
+        proofKeys: peerToken.dpopKeys,
+      });
+      assert.equal(response.status, 401);
+      assert.equal(response.json().error, "invalid_dpop_proof");
+    });
+
     test("token for another tool", async () => {
       const { token } = await taskToken(worker, ["other:read"]);
       const response = await call(token, "/tools/gh/repos/acme/issues/1");
@@ -473,6 +497,12 @@ describe("gateway for HTTP tools", () => {
       const response = await call(token, "/tools/gh-small/uploads/blob", { method: "POST", body });
       assert.equal(response.status, 400);
       assert.equal(response.json().error, "invalid_request");
+    });
+
+    test("upstream response cut short is 503", async () => {
+      const response = await call(workerToken, "/tools/gh/moved/truncated");
+      assert.equal(response.status, 503);
+      assert.equal(response.json().error, "temporarily_unavailable");
     });
 
     test("redirect returned unfollowed", async () => {

@@ -65,6 +65,12 @@ export async function startRecordingUpstream(credentials: UpstreamCredentials): 
         response.end(JSON.stringify({ error: "unauthorized" }));
         return;
       }
+      if (url.startsWith("/moved/truncated")) {
+        // Declares more bytes than it sends, then hangs up: a response broken off by the upstream.
+        response.writeHead(200, { "content-type": "text/plain", "content-length": "100" });
+        response.write("short", () => response.socket?.destroy());
+        return;
+      }
       if (url.startsWith("/moved/")) {
         response.writeHead(302, { location: `${origin}/admin/after-redirect` });
         response.end();

@@ -47,8 +47,15 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   status: number;
   headers: Record<string, string | string[]>;
-  body: Readable;
+  /** A small body of declared length, read whole; any other body as a stream. */
+  body: Readable | Buffer;
 }
+
+/**
+ * Response bodies up to this many bytes, with a declared `Content-Length`, are read whole and sent in
+ * one write with the response head, which saves the stream's per-chunk work on the common small reply.
+ */
+const wholeBodyMaxBytes = 64 * 1024;
 
 /** Forwards requests upstream with undici: keep-alive connections, no redirects followed. */
 export class Forwarder {
@@ -73,20 +80,25 @@ export class Forwarder {
     } catch (error) {
       // A body over the limit fails the request stream with a WritError: a client error, not an upstream one.
       if (isWritError(error)) throw error;
-      const code = (error as { code?: string }).code;
-      const timedOut = code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
-      throw new WritError(
-        "temporarily_unavailable",
-        timedOut ? "the upstream timed out" : "the upstream is unreachable",
-        {
-          detail: `${code ?? "error"}: ${(error as Error).message}`,
-          cause: error,
-        },
-      );
+      throw upstreamFailure(error);
+    }
+    const passed = responseHeaders(response.headers, secretValues);
+    const declared = Number(response.headers["content-length"] ?? Number.NaN);
+    if (Number.isInteger(declared) && declared <= Math.min(wholeBodyMaxBytes, upstream.maxBodyBytes)) {
+      // undici reads exactly the declared length, and fails the read when the connection ends first.
+      try {
+        return {
+          status: response.statusCode,
+          headers: passed,
+          body: Buffer.from(await response.body.arrayBuffer()),
+        };
+      } catch (error) {
+        throw upstreamFailure(error);
+      }
     }
     return {
       status: response.statusCode,
-      headers: responseHeaders(response.headers, secretValues),
+      headers: passed,
       body: response.body.pipe(limitBytes(upstream.maxBodyBytes)),
     };
   }
@@ -94,6 +106,20 @@ export class Forwarder {
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+/** Builds the refusal for an upstream that failed, timed out or broke off its response. */
+function upstreamFailure(error: unknown): WritError {
+  const code = (error as { code?: string }).code;
+  const timedOut = code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
+  return new WritError(
+    "temporarily_unavailable",
+    timedOut ? "the upstream timed out" : "the upstream is unreachable",
+    {
+      detail: `${code ?? "error"}: ${(error as Error).message}`,
+      cause: error,
+    },
+  );
 }
 
 /** Builds the upstream request's fields: the agent's, less what must not pass, plus the injected ones. */

@@ -166,7 +166,7 @@ export async function enforce(
       detail: "revocation feed silent past its bound",
     });
   }
-  const claims = await dependencies.authenticator.authenticate(
+  const { claims, proofVerified } = await dependencies.authenticator.begin(
     {
       authorizations: request.authorizations,
       proofs: request.proofs,
@@ -175,7 +175,53 @@ export async function enforce(
     },
     `${backend.issuer}/tools/${toolName}`,
   );
+  // The decision is prepared while the proof's signature is checked, and nothing of it is used, or
+  // recorded, before the proof has passed. A bad proof is reported before anything else. Revocation
+  // is checked after the proof, as late as possible before the decision is recorded.
+  let prepared: PreparedDecision;
+  let tool: Tool;
+  let httpConfig: HttpToolConfig;
+  try {
+    ({ tool, config: httpConfig } = await httpTool(backend, toolName));
+    const normalised = normalisePath(toolPath, { caseSensitive: httpConfig.case_sensitive });
+    if (!normalised.ok)
+      throw new WritError("invalid_request", "the request path is not allowed", {
+        detail: normalised.problem,
+      });
+    prepared = await decide(dependencies, tool, claims, request.method, normalised.path);
+  } catch (error) {
+    await proofVerified;
+    outcome.claims = claims;
+    refuseRevoked(backend, claims);
+    throw error;
+  }
+  await proofVerified;
   outcome.claims = claims;
+  refuseRevoked(backend, claims);
+  Object.assign(outcome, prepared.outcome);
+  if (prepared.countedTask !== undefined) dependencies.risk.count(prepared.countedTask, tool.name);
+  const path = outcome.path as string;
+
+  if (!prepared.allowed) {
+    dependencies.risk.recordDenial(claims.task_id ?? claims.jti);
+    await record(dependencies, outcome, "denied");
+    return undefined;
+  }
+  let body: Buffer | undefined;
+  const approval = tool.actions.find((action) => action.name === outcome.action)?.approval;
+  if (approval !== undefined) {
+    body = await settleStepUp(dependencies, request, claims, tool, httpConfig, path, outcome);
+    if (body === undefined) {
+      await record(dependencies, outcome, outcome.approvalStatus === "pending" ? "held" : "denied");
+      return undefined;
+    }
+  }
+  await record(dependencies, outcome, "allowed");
+  return { tool, config: httpConfig, path, ...(body === undefined ? {} : { body }) };
+}
+
+/** Throws `invalid_token` when the token, its task or an identity of its chain has been revoked. */
+function refuseRevoked(backend: GatewayBackend, claims: AccessTokenClaims): void {
   const chain = actorChain(claims);
   const revoked = backend.revocations.revocationOf({
     jti: claims.jti,
@@ -185,34 +231,19 @@ export async function enforce(
   });
   if (revoked !== undefined)
     throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
+}
 
+/** Finds the HTTP tool a request names; throws `not_found` otherwise. */
+async function httpTool(
+  backend: GatewayBackend,
+  toolName: string,
+): Promise<{ tool: Tool; config: HttpToolConfig }> {
   const tool = await backend.tool(toolName);
   const config = tool?.config as Partial<HttpToolConfig> | undefined;
   if (tool === undefined || tool.kind !== "http" || config?.upstream === undefined) {
     throw new WritError("not_found", "no such tool", { detail: "tool missing or has no upstream" });
   }
-  const httpConfig = config as HttpToolConfig;
-  const normalised = normalisePath(toolPath, { caseSensitive: httpConfig.case_sensitive });
-  if (!normalised.ok)
-    throw new WritError("invalid_request", "the request path is not allowed", { detail: normalised.problem });
-  outcome.path = normalised.path;
-
-  if (!(await decide(dependencies, tool, claims, request.method, normalised.path, outcome))) {
-    dependencies.risk.recordDenial(claims.task_id ?? claims.jti);
-    await record(dependencies, outcome, "denied");
-    return undefined;
-  }
-  let body: Buffer | undefined;
-  const approval = tool.actions.find((action) => action.name === outcome.action)?.approval;
-  if (approval !== undefined) {
-    body = await settleStepUp(dependencies, request, claims, tool, httpConfig, normalised.path, outcome);
-    if (body === undefined) {
-      await record(dependencies, outcome, outcome.approvalStatus === "pending" ? "held" : "denied");
-      return undefined;
-    }
-  }
-  await record(dependencies, outcome, "allowed");
-  return { tool, config: httpConfig, path: normalised.path, ...(body === undefined ? {} : { body }) };
+  return { tool, config: config as HttpToolConfig };
 }
 
 /**
@@ -283,38 +314,51 @@ function parsedActions(tool: Tool): (ToolAction & { pattern: HttpPattern })[] {
   return parsed;
 }
 
-/** Matches the action, scores the risk and evaluates Cedar; returns whether the request is allowed. */
+/**
+ * A decision made before the request's proof was verified: what it adds to the outcome, and the task
+ * whose request count goes up once the proof has passed.
+ */
+interface PreparedDecision {
+  allowed: boolean;
+  outcome: Pick<Outcome, "path" | "action" | "initiator" | "riskScore" | "policies" | "errors" | "reason">;
+  countedTask?: string;
+}
+
+/**
+ * Matches the action, scores the risk and evaluates Cedar. It changes no state, so it may run before
+ * the request's proof is verified: the risk score counts this request without recording it.
+ */
 async function decide(
   dependencies: ToolRouteDependencies,
   tool: Tool,
   claims: AccessTokenClaims,
   method: string,
   path: string,
-  outcome: Outcome,
-): Promise<boolean> {
+): Promise<PreparedDecision> {
+  const outcome: PreparedDecision["outcome"] = { path, policies: [], errors: [], reason: "" };
   const grant = claims.authorization_details?.find((detail) => detail.type === "agent_task");
   const tokenActions = (grant?.actions ?? []).map((action) => `${tool.name}:${action}`);
   const caseSensitive = (tool.config as Partial<HttpToolConfig>).case_sensitive !== false;
   const candidates = matchActions(parsedActions(tool), method, path, caseSensitive);
   if (candidates.length === 0) {
     outcome.reason = "no action of the tool matches the request";
-    return false;
+    return { allowed: false, outcome };
   }
   // Among the matching actions, the first the token names is decided; else the first, to be denied.
   const chosen =
     candidates.find((action) => tokenActions.includes(`${tool.name}:${action.name}`)) ?? candidates[0];
-  if (chosen === undefined) return false;
+  if (chosen === undefined) return { allowed: false, outcome };
   outcome.action = chosen.name;
 
   const taskId = claims.task_id;
   const task = taskId === undefined ? undefined : await dependencies.backend.task(taskId);
   if (task === undefined || grant === undefined) {
     outcome.reason = "the token names no task";
-    return false;
+    return { allowed: false, outcome };
   }
   const chain = actorChain(claims);
   outcome.initiator = task.initiator;
-  outcome.riskScore = dependencies.risk.score(task.id, tool.name);
+  outcome.riskScore = dependencies.risk.preview(task.id, tool.name);
   const result = dependencies.backend.policy.evaluate({
     principal: {
       type: parseSpiffeId(currentActor(chain))?.path[0] === "human" ? "Human" : "Agent",
@@ -340,7 +384,7 @@ async function decide(
   outcome.policies = result.policies;
   outcome.errors = result.errors;
   outcome.reason = result.decision === "allow" ? "permitted by policy" : "denied by policy";
-  return result.decision === "allow";
+  return { allowed: result.decision === "allow", outcome, countedTask: task.id };
 }
 
 async function forward(
@@ -382,12 +426,14 @@ async function forward(
     },
     injection.echoForms,
   );
-  upstream.body.on("error", (error) =>
-    dependencies.log.info(
-      { [logFields.decisionId]: outcome.decisionId, err: error },
-      "upstream response stream failed",
-    ),
-  );
+  if (!Buffer.isBuffer(upstream.body)) {
+    upstream.body.on("error", (error) =>
+      dependencies.log.info(
+        { [logFields.decisionId]: outcome.decisionId, err: error },
+        "upstream response stream failed",
+      ),
+    );
+  }
   return reply
     .code(upstream.status)
     .headers({ ...upstream.headers, "writ-decision-id": outcome.decisionId })
