@@ -7,8 +7,14 @@
  * request, server nonce). Both clients run in this process, one call at a time, in alternating
  * rounds so that drift of the machine's load hits both alike.
  *
+ * A third path gives the floor of any relay built on the SDK: a bare relay process, made of the
+ * SDK's Streamable HTTP server transport in front and the SDK client behind, that passes `tools/call`
+ * to the same server with no authentication, policy or audit. Its added latency is reported beside
+ * the gateway's.
+ *
  * Run as `node --import tsx bench/mcp-latency.ts serve-everything`, this module is instead the
- * server-everything host that the metric starts as a child process.
+ * server-everything host that the metric starts as a child process, and as `... serve-relay URL` the
+ * bare relay in front of URL.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -19,7 +25,9 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { importJWK, type CryptoKey } from "jose";
 import { createMcpTransport } from "../src/client/index.js";
 import { generateIdentityKey } from "../src/identity/keys.js";
@@ -31,6 +39,7 @@ import { startWritServer } from "./lib/writ-server.js";
 
 const thisFile = fileURLToPath(import.meta.url);
 const serveCommand = "serve-everything";
+const relayCommand = "serve-relay";
 const toolName = "bench-everything";
 const environment = "bench";
 /** Long enough that the task outlives any run. */
@@ -101,9 +110,64 @@ async function serveEverything(): Promise<void> {
   process.on("SIGTERM", () => process.exit(0));
 }
 
+/**
+ * Serves a bare MCP relay on 127.0.0.1: each `initialize` opens a session whose SDK server answers
+ * `tools/list` and `tools/call` by asking `upstreamUrl` through one SDK client. It prints its port.
+ */
+async function serveRelay(upstreamUrl: string): Promise<void> {
+  const upstream = new Client({ name: "bench-relay", version: "1" });
+  await upstream.connect(new StreamableHTTPClientTransport(new URL(upstreamUrl)));
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
+
+  const server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", () => {
+      void (async () => {
+        const body =
+          chunks.length === 0 ? undefined : (JSON.parse(Buffer.concat(chunks).toString()) as unknown);
+        const sessionId = request.headers["mcp-session-id"];
+        let transport = typeof sessionId === "string" ? sessions.get(sessionId) : undefined;
+        if (transport === undefined) {
+          const created: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+            sessionIdGenerator: () => randomUUID(),
+            onsessioninitialized: (id): void => {
+              sessions.set(id, created);
+            },
+          });
+          const relay = new Server({ name: "bench-relay", version: "1" }, { capabilities: { tools: {} } });
+          relay.setRequestHandler(ListToolsRequestSchema, () => upstream.listTools());
+          relay.setRequestHandler(CallToolRequestSchema, (call) => upstream.callTool(call.params));
+          await relay.connect(created);
+          transport = created;
+        }
+        await transport.handleRequest(request, response, body);
+      })().catch((error: unknown) => {
+        console.error(`bare relay: request failed: ${(error as Error).message}`);
+        if (!response.headersSent) response.writeHead(500);
+        response.end();
+      });
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  console.log(String((server.address() as AddressInfo).port));
+  process.on("SIGTERM", () => process.exit(0));
+}
+
 /** Starts `serveEverything` in a child process and resolves with it and its MCP endpoint. */
 async function startEverything(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", thisFile, serveCommand], {
+  return startChild([serveCommand], "server-everything host");
+}
+
+/** Starts `serveRelay` in front of `upstreamUrl` in a child process. */
+async function startRelay(upstreamUrl: string): Promise<{ child: ChildProcess; url: string }> {
+  return startChild([relayCommand, upstreamUrl], "bare relay");
+}
+
+/** Starts this module with `args` and resolves with the child and the MCP endpoint it printed. */
+async function startChild(args: string[], label: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ["--import", "tsx", thisFile, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
@@ -115,7 +179,7 @@ async function startEverything(): Promise<{ child: ChildProcess; url: string }> 
   } finally {
     clearTimeout(timer);
   }
-  throw new Error(`the server-everything host exited with code ${child.exitCode} before it listened`);
+  throw new Error(`the ${label} exited with code ${child.exitCode} before it listened`);
 }
 
 /** Calls `echo` `count` times, one after another, and returns each call's latency in milliseconds. */
@@ -135,6 +199,10 @@ function latencyFigures(latencies: number[]): { p50: number; p90: number; p99: n
 async function measure(): Promise<MetricResult> {
   const settings = readSettings();
   const everything = await startEverything();
+  const relay = await startRelay(everything.url).catch((error: unknown) => {
+    everything.child.kill("SIGTERM");
+    throw error;
+  });
   const writ = await startWritServer(
     settings.cpuProfileDir === undefined ? {} : { cpuProfileDir: settings.cpuProfileDir },
   );
@@ -165,6 +233,9 @@ async function measure(): Promise<MetricResult> {
     const direct = new Client({ name: "bench-direct", version: "1" });
     clients.push(direct);
     await direct.connect(new StreamableHTTPClientTransport(new URL(everything.url)));
+    const relayed = new Client({ name: "bench-relayed", version: "1" });
+    clients.push(relayed);
+    await relayed.connect(new StreamableHTTPClientTransport(new URL(relay.url)));
     const gateway = new Client({ name: "bench-gateway", version: "1" });
     clients.push(gateway);
     await gateway.connect(
@@ -179,18 +250,27 @@ async function measure(): Promise<MetricResult> {
     );
 
     await timeEchoCalls(direct, settings.warmupCalls, []);
+    await timeEchoCalls(relayed, settings.warmupCalls, []);
     await timeEchoCalls(gateway, settings.warmupCalls, []);
     const directLatencies: number[] = [];
+    const relayLatencies: number[] = [];
     const gatewayLatencies: number[] = [];
     const perRound = settings.calls / settings.rounds;
     for (let round = 0; round < settings.rounds; round += 1) {
       await timeEchoCalls(direct, perRound, directLatencies);
+      await timeEchoCalls(relayed, perRound, relayLatencies);
       await timeEchoCalls(gateway, perRound, gatewayLatencies);
     }
-    return result(settings, latencyFigures(directLatencies), latencyFigures(gatewayLatencies));
+    return result(
+      settings,
+      latencyFigures(directLatencies),
+      latencyFigures(relayLatencies),
+      latencyFigures(gatewayLatencies),
+    );
   } finally {
     for (const client of clients) await client.close().catch(() => undefined);
     await writ.stop();
+    relay.child.kill("SIGTERM");
     everything.child.kill("SIGTERM");
   }
 }
@@ -198,10 +278,12 @@ async function measure(): Promise<MetricResult> {
 function result(
   settings: Settings,
   direct: ReturnType<typeof latencyFigures>,
+  relay: ReturnType<typeof latencyFigures>,
   gateway: ReturnType<typeof latencyFigures>,
 ): MetricResult {
   const addedP50 = roundSignificant(gateway.p50 - direct.p50);
   const addedP99 = roundSignificant(gateway.p99 - direct.p99);
+  const relayAddedP50 = roundSignificant(relay.p50 - direct.p50);
   const ms = (value: number): string => `${formatNumber(value, 3)} ms`;
   return {
     name: "mcp_tools_call_latency",
@@ -221,7 +303,9 @@ function result(
       "server-everything process over Streamable HTTP on loopback; the gateway path is the writ client " +
       "transport (task token, a DPoP proof signed per request) to `writ server`, which verifies the proof, " +
       "decides the call with Cedar and relays it to that same process as its Streamable HTTP upstream. " +
-      "The ratio is the added p50 over the direct p50.",
+      `The ratio is the added p50 over the direct p50. A bare relay built on the SDK alone (its ` +
+      `Streamable HTTP server transport in front, its client behind, nothing else) adds p50 ` +
+      `${ms(relayAddedP50)} on the same calls.`,
     errors: 0,
     details: {
       calls: settings.calls,
@@ -235,6 +319,10 @@ function result(
       gateway_p99_ms: roundSignificant(gateway.p99),
       added_p50_ms: addedP50,
       added_p99_ms: addedP99,
+      bare_relay_p50_ms: roundSignificant(relay.p50),
+      bare_relay_p99_ms: roundSignificant(relay.p99),
+      bare_relay_added_p50_ms: relayAddedP50,
+      bare_relay_added_p99_ms: roundSignificant(relay.p99 - direct.p99),
     },
   };
 }
@@ -246,3 +334,4 @@ export const mcpToolsCallLatency: Metric = {
 };
 
 if (process.argv[1] === thisFile && process.argv[2] === serveCommand) await serveEverything();
+if (process.argv[1] === thisFile && process.argv[2] === relayCommand) await serveRelay(process.argv[3] ?? "");
