@@ -1,11 +1,12 @@
 /**
  * A load-generator process for the token_issuance benchmark, started by bench/token-issuance.ts with
- * `fork`. It receives one `ClientJob` over IPC, runs it, sends back one `ClientReport` and exits.
+ * `fork`. It receives one `ClientJob` over IPC and signs its stock of requests, answers `ready`, and
+ * on the `ClientStart` that follows runs the load, sends back one `ClientReport` and exits.
  */
 import { Pool } from "undici";
 import { runClosedLoop, type Outcome } from "./lib/closed-loop.js";
 import { ownCpuSeconds } from "./lib/cpu.js";
-import { TokenRequestBuilder, type AgentCredentials } from "./lib/token-request.js";
+import { TokenRequestBuilder, type AgentCredentials, type TokenRequestMessage } from "./lib/token-request.js";
 
 export interface ClientJob {
   issuer: string;
@@ -14,6 +15,12 @@ export interface ClientJob {
   concurrency: number;
   /** Index of this process among the load generators, so processes start on different agents. */
   index: number;
+  /** Requests signed before the load starts; once they are used up, each request is signed when sent. */
+  stock: number;
+}
+
+/** Sent once every load generator is ready: the epoch milliseconds of the measured window. */
+export interface ClientStart {
   measureFromMs: number;
   measureUntilMs: number;
 }
@@ -25,21 +32,45 @@ export interface ClientReport {
   latenciesMs: number[];
   /** CPU seconds this process used inside the measured window. */
   cpuSeconds: number;
+  /** Requests signed while the load ran, because the stock was used up. */
+  signedInLoop: number;
 }
 
 /** Maximum length of the error body kept in a failure reason, in characters. */
 const maxReasonLength = 200;
 
-async function runJob(job: ClientJob): Promise<ClientReport> {
+/**
+ * Signs the stock of requests, agents taking turns. Each has fresh `jti` values and the current `iat`;
+ * the stock is used within the server's 60 s limit on a proof's age, since a run lasts seconds.
+ */
+function signStock(job: ClientJob, builders: TokenRequestBuilder[]): TokenRequestMessage[] {
+  const stock: TokenRequestMessage[] = [];
+  for (let index = 0; index < job.stock; index += 1) {
+    stock.push((builders[(job.index + index) % builders.length] as TokenRequestBuilder).build());
+  }
+  // Requests are taken from the end, so the first to be sent is the first signed.
+  return stock.reverse();
+}
+
+async function runJob(
+  job: ClientJob,
+  start: ClientStart,
+  stock: TokenRequestMessage[],
+): Promise<ClientReport> {
   const builders = job.agents.map((agent) => new TokenRequestBuilder(job.issuer, agent));
   const pool = new Pool(job.issuer, { connections: job.concurrency, pipelining: 1 });
-  let next = job.index;
+  let next = job.index + job.stock;
+  let signedInLoop = 0;
 
   const send = async (): Promise<Outcome> => {
     // Agents take turns, so that no one agent's rows take all the load.
-    const builder = builders[next % builders.length] as TokenRequestBuilder;
-    next += 1;
-    const message = builder.build();
+    let message = stock.pop();
+    if (message === undefined) {
+      // Past the stock, agents go on taking turns where the stock left off.
+      message = (builders[next % builders.length] as TokenRequestBuilder).build();
+      next += 1;
+      signedInLoop += 1;
+    }
     const response = await pool.request({
       method: "POST",
       path: "/oauth/token",
@@ -53,18 +84,18 @@ async function runJob(job: ClientJob): Promise<ClientReport> {
 
   let cpuAtStart = Number.NaN;
   let cpuAtEnd = Number.NaN;
-  const startTimer = setTimeout(() => (cpuAtStart = ownCpuSeconds()), job.measureFromMs - Date.now());
-  const endTimer = setTimeout(() => (cpuAtEnd = ownCpuSeconds()), job.measureUntilMs - Date.now());
+  const startTimer = setTimeout(() => (cpuAtStart = ownCpuSeconds()), start.measureFromMs - Date.now());
+  const endTimer = setTimeout(() => (cpuAtEnd = ownCpuSeconds()), start.measureUntilMs - Date.now());
   try {
     const result = await runClosedLoop({
       concurrency: job.concurrency,
-      measureFromMs: job.measureFromMs,
-      measureUntilMs: job.measureUntilMs,
+      measureFromMs: start.measureFromMs,
+      measureUntilMs: start.measureUntilMs,
       send,
     });
     // Every lane may have stopped before the timer at the window's end ran.
     if (Number.isNaN(cpuAtEnd)) cpuAtEnd = ownCpuSeconds();
-    return { ...result, cpuSeconds: cpuAtEnd - cpuAtStart };
+    return { ...result, cpuSeconds: cpuAtEnd - cpuAtStart, signedInLoop };
   } finally {
     clearTimeout(startTimer);
     clearTimeout(endTimer);
@@ -73,12 +104,19 @@ async function runJob(job: ClientJob): Promise<ClientReport> {
 }
 
 process.once("message", (job: ClientJob) => {
-  runJob(job).then(
-    (report) => process.send?.(report, () => process.disconnect()),
-    (error: unknown) => {
-      console.error(`token_issuance client ${job.index} failed:`, error);
-      process.exitCode = 1;
-      process.disconnect();
-    },
+  const stock = signStock(
+    job,
+    job.agents.map((agent) => new TokenRequestBuilder(job.issuer, agent)),
   );
+  process.once("message", (start: ClientStart) => {
+    runJob(job, start, stock).then(
+      (report) => process.send?.(report, () => process.disconnect()),
+      (error: unknown) => {
+        console.error(`token_issuance client ${job.index} failed:`, error);
+        process.exitCode = 1;
+        process.disconnect();
+      },
+    );
+  });
+  process.send?.("ready");
 });

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { decodeJwt, decodeProtectedHeader, type JWTHeaderParameters } from "jose";
 import { generateIdentityKey } from "../src/identity/keys.js";
 import type { AdminClient } from "../src/cli/admin-client.js";
-import type { ClientJob, ClientReport } from "./token-issuance-client.js";
+import type { ClientJob, ClientReport, ClientStart } from "./token-issuance-client.js";
 import { mainThreadCpuSeconds, processCpuSeconds } from "./lib/cpu.js";
 import {
   measureJoseSigning,
@@ -13,7 +13,7 @@ import {
 } from "./lib/jose-baseline.js";
 import type { Metric, MetricResult } from "./lib/metric.js";
 import { formatNumber } from "./lib/report.js";
-import { positiveIntegerSetting, positiveNumberSetting } from "./lib/settings.js";
+import { nonNegativeIntegerSetting, positiveIntegerSetting, positiveNumberSetting } from "./lib/settings.js";
 import { percentile, roundSignificant, sortAscending } from "./lib/stats.js";
 import { TokenRequestBuilder, type AgentCredentials } from "./lib/token-request.js";
 import { startWritServer } from "./lib/writ-server.js";
@@ -33,6 +33,8 @@ interface Settings {
   concurrency: number;
   agents: number;
   clientProcesses: number;
+  /** Requests the load generators sign before the load starts, shared between them. */
+  stock: number;
   cpuProfileDir: string | undefined;
 }
 
@@ -43,6 +45,7 @@ function readSettings(): Settings {
     concurrency: positiveIntegerSetting("WRIT_BENCH_CONCURRENCY", 64),
     agents: positiveIntegerSetting("WRIT_BENCH_AGENTS", 20),
     clientProcesses: positiveIntegerSetting("WRIT_BENCH_CLIENT_PROCESSES", 1),
+    stock: nonNegativeIntegerSetting("WRIT_BENCH_PRESIGNED", 30_000),
     cpuProfileDir: process.env.WRIT_BENCH_CPU_PROF || undefined,
   };
   if (settings.clientProcesses > settings.concurrency) {
@@ -114,33 +117,59 @@ async function requestSampleToken(
   return { header: decodeProtectedHeader(token) as JWTHeaderParameters, payload: decodeJwt(token) };
 }
 
-/** Starts the load-generator processes, splitting the concurrency between them. */
+/**
+ * Starts the load-generator processes, splitting the concurrency and the stock between them. Once all
+ * have signed their stock, it fixes the measured window, calls `onWindow` with it and starts the load.
+ */
 async function runClients(
   issuer: string,
   agents: AgentCredentials[],
   settings: Settings,
-  window: { measureFromMs: number; measureUntilMs: number },
+  onWindow: (window: ClientStart) => void,
 ): Promise<ClientReport[]> {
+  const share = (total: number, index: number): number =>
+    Math.floor(total / settings.clientProcesses) + (index < total % settings.clientProcesses ? 1 : 0);
   const children: ChildProcess[] = [];
+  const readies: Promise<void>[] = [];
   const reports: Promise<ClientReport>[] = [];
   for (let index = 0; index < settings.clientProcesses; index += 1) {
-    const share =
-      Math.floor(settings.concurrency / settings.clientProcesses) +
-      (index < settings.concurrency % settings.clientProcesses ? 1 : 0);
     const child = fork(clientEntry, [], { serialization: "advanced" });
     children.push(child);
-    reports.push(
-      new Promise<ClientReport>((resolve, reject) => {
-        child.once("message", (report) => resolve(report as ClientReport));
-        child.once("exit", (code) =>
-          reject(new Error(`token_issuance client ${index} exited with code ${code} before it reported`)),
-        );
-      }),
-    );
-    const job: ClientJob = { issuer, agents, concurrency: share, index, ...window };
+    const exited = new Promise<never>((_resolve, reject) => {
+      child.once("exit", (code) =>
+        reject(new Error(`token_issuance client ${index} exited with code ${code} before it reported`)),
+      );
+    });
+    // Both are awaited below, after every child has started; until then a failure would go unhandled.
+    exited.catch(() => undefined);
+    let ready: () => void = () => undefined;
+    const readied = new Promise<void>((resolve) => (ready = resolve));
+    const reported = new Promise<ClientReport>((resolve) => {
+      child.on("message", (message) => {
+        if (message === "ready") ready();
+        else resolve(message as ClientReport);
+      });
+    });
+    readies.push(Promise.race([readied, exited]));
+    reports.push(Promise.race([reported, exited]));
+    const job: ClientJob = {
+      issuer,
+      agents,
+      concurrency: share(settings.concurrency, index),
+      index,
+      stock: share(settings.stock, index),
+    };
     child.send(job);
   }
   try {
+    await Promise.all(readies);
+    const measureFromMs = Date.now() + startSlackMs + settings.warmupSeconds * 1000;
+    const window: ClientStart = {
+      measureFromMs,
+      measureUntilMs: measureFromMs + settings.durationSeconds * 1000,
+    };
+    onWindow(window);
+    for (const child of children) child.send(window);
     return await Promise.all(reports);
   } finally {
     await Promise.all(
@@ -198,15 +227,15 @@ async function measureTokenIssuance(): Promise<MetricResult> {
     const agents = await registerAgents(server.admin, server.issuer, settings.agents);
     sample = await requestSampleToken(server.issuer, agents[0] as AgentCredentials);
 
-    const measureFromMs = Date.now() + startSlackMs + settings.warmupSeconds * 1000;
-    const measureUntilMs = measureFromMs + settings.durationSeconds * 1000;
-    const cpuWatch = watchServerCpu(server.pid, { measureFromMs, measureUntilMs });
+    let cpuWatch: ReturnType<typeof watchServerCpu> | undefined;
     try {
-      reports = await runClients(server.issuer, agents, settings, { measureFromMs, measureUntilMs });
+      reports = await runClients(server.issuer, agents, settings, (window) => {
+        cpuWatch = watchServerCpu(server.pid, window);
+      });
     } finally {
-      cpuWatch.cancel();
+      cpuWatch?.cancel();
     }
-    serverCpu = cpuWatch.result;
+    serverCpu = (cpuWatch as ReturnType<typeof watchServerCpu>).result;
   } finally {
     await server.stop();
   }
@@ -238,6 +267,7 @@ function summarise(
   const completed = reports.reduce((sum, report) => sum + report.completed, 0);
   const errors = reports.reduce((sum, report) => sum + report.errors, 0);
   const clientCpuSeconds = reports.reduce((sum, report) => sum + report.cpuSeconds, 0);
+  const signedInLoop = reports.reduce((sum, report) => sum + report.signedInLoop, 0);
   const latencies = sortAscending(reports.flatMap((report) => report.latenciesMs));
   const perSecond = completed / settings.durationSeconds;
 
@@ -249,6 +279,8 @@ function summarise(
     concurrency: settings.concurrency,
     agents: settings.agents,
     client_processes: settings.clientProcesses,
+    requests_presigned: settings.stock,
+    requests_signed_in_loop: signedInLoop,
     latency_p50_ms: roundSignificant(percentile(latencies, 50)),
     latency_p90_ms: roundSignificant(percentile(latencies, 90)),
     latency_p99_ms: roundSignificant(percentile(latencies, 99)),
@@ -270,7 +302,8 @@ function summarise(
   const notes =
     `${formatNumber(completed)} tokens in ${settings.durationSeconds} s after ${settings.warmupSeconds} s ` +
     `of warm-up, ${settings.concurrency} requests in flight over ${settings.agents} agents from ` +
-    `${settings.clientProcesses} client process(es); ${errorText}; latency p50 ${details.latency_p50_ms} ms, ` +
+    `${settings.clientProcesses} client process(es), ${formatNumber(settings.stock)} requests signed ` +
+    `before the load and ${formatNumber(signedInLoop)} during it; ${errorText}; latency p50 ${details.latency_p50_ms} ms, ` +
     `p99 ${details.latency_p99_ms} ms; server CPU ${details.server_cpu_percent}% of one core ` +
     `(main thread ${details.server_main_thread_cpu_percent}%), clients ${details.client_cpu_percent}%. ` +
     `jose on every core signed ${formatNumber(details.baseline_every_core_per_s as number)}/s ` +
