@@ -33,6 +33,7 @@ const kinds = [
   "breakglass.rejected",
   "breakglass.requested",
   "breakglass.used",
+  "credential.denied",
   "credential.fetched",
   "credential.released",
   "gateway.created",

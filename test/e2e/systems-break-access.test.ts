@@ -3,12 +3,15 @@
 // real server with password authentication over TCP, and each test asserts the promised behaviour.
 
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { after, before, test } from "node:test";
+import { importJWK, type CryptoKey } from "jose";
 import * as oauth from "oauth4webapi";
 import type { Checkout } from "../../src/accounts/checkout.js";
-import { ApiError } from "../../src/cli/admin-client.js";
+import { ApiError, readKeyFile } from "../../src/cli/admin-client.js";
 import { fetchSystemCredential } from "../../src/client/index.js";
 import {
+  auditEvents,
   discover,
   loopbackHttp,
   registerAgent,
@@ -16,6 +19,7 @@ import {
   startTask,
 } from "../support/agent-client.js";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
+import { callTool } from "../support/gateway-client.js";
 import { adminRole, prepareCluster, type PreparedCluster, registerBillingSystem } from "./systems-support.js";
 
 let prepared: PreparedCluster;
@@ -75,6 +79,65 @@ test("credential endpoint rejects a replayed proof", async () => {
   const replayed = await fetch(`${resource}/credentials`, { headers: sent });
   assert.equal(replayed.status, 401);
   await broker.admin.call("POST", `/v1/tasks/${task.id}/end`);
+});
+
+test("policy decides whether a person who joined a task gets its password", async () => {
+  const agent = await registerAgent(broker, "joined-bot");
+  const task = await startTask(broker, agent.name, ["billing:reader"]);
+  const person = await readKeyFile(broker.adminKeyFile);
+  const jwk = JSON.parse(await readFile(broker.adminKeyFile, "utf8")) as Record<string, string>;
+  const proofKeys = {
+    privateKey: (await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, d: jwk.d }, "Ed25519")) as CryptoKey,
+    publicKey: (await importJWK({ kty: jwk.kty, crv: jwk.crv, x: jwk.x }, "Ed25519")) as CryptoKey,
+  };
+  const joined = await broker.admin.call<{ access_token: string }>("POST", `/v1/tasks/${task.id}/join`, {
+    tool: "billing",
+  });
+  const fetchAsPerson = () =>
+    callTool(broker.issuer, {
+      target: "/v1/systems/billing/credentials",
+      token: joined.access_token,
+      proofKeys,
+      proofAlg: "Ed25519",
+    });
+
+  try {
+    const released = await fetchAsPerson();
+    assert.equal(released.status, 200, released.text);
+    const fetched = (await auditEvents(broker.admin, "credential.fetched")).at(-1);
+    assert.equal(fetched?.actor, person.clientId);
+    assert.equal(fetched?.data.task_join, true);
+    assert.deepEqual(fetched?.data.policies, ["writ.permit_task_actions"]);
+
+    await broker.admin.call("POST", "/v1/policies", {
+      id: "no-join-credentials",
+      text: 'forbid (principal is Human, action in Action::"kind:postgres", resource)\nwhen { context.task_join };',
+    });
+    const refused = await fetchAsPerson();
+    assert.equal(refused.status, 403, refused.text);
+    const body = refused.json();
+    assert.equal(body.error, "insufficient_scope");
+    assert.equal(body.password, undefined);
+    const denied = (await auditEvents(broker.admin, "credential.denied")).at(-1);
+    assert.equal(denied?.actor, person.clientId);
+    assert.equal(denied?.data.decision_id, body.decision_id);
+    assert.deepEqual(denied?.data.policies, ["no-join-credentials"]);
+
+    // The agent's own token is not a join, so the site policy leaves it its credential.
+    const own = await fetchSystemCredential(
+      {
+        issuer: broker.issuer,
+        clientId: agent.clientId,
+        privateKey: agent.privateKey,
+        allowInsecureHttp: true,
+      },
+      { taskId: task.id, system: "billing", dpopKeys: await oauth.generateKeyPair("ES256") },
+    );
+    assert.equal(typeof own.password, "string");
+  } finally {
+    await broker.admin.call("POST", "/v1/policies/no-join-credentials/remove").catch(() => undefined);
+    await broker.admin.call("POST", `/v1/tasks/${task.id}/end`);
+  }
 });
 
 // By design, disabling keeps an agent's tasks (and their roles) for when it is enabled again.

@@ -305,7 +305,11 @@ test("credential fetch is audited and not cached", async () => {
   const event = fetched.find((entry) => entry.task_id === task.id);
   assert.ok(event !== undefined);
   assert.equal(event.actor, agent.clientId);
-  assert.deepEqual(event.data, { system: "billing", role: body.role, lease_id: body.lease_id });
+  assert.equal(event.data.system, "billing");
+  assert.equal(event.data.role, body.role);
+  assert.equal(event.data.lease_id, body.lease_id);
+  assert.equal(event.data.decision, "allow");
+  assert.deepEqual(event.data.policies, ["writ.permit_task_actions"]);
   assert.ok(!JSON.stringify(fetched).includes("password"));
 
   // A token of the same task for another tool is refused.

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { BrokerContext } from "../../broker/context.js";
 import { WritError } from "../../errors/writ-error.js";
 import { readTaskCredential } from "../../leases/credentials.js";
+import { decideCredentialRelease } from "../../leases/release.js";
 import { listLeases } from "../../leases/leases.js";
 import { logFields } from "../../log/fields.js";
 import { addSystem, listSystems, requireSystem, systemResourceUri } from "../../systems/systems.js";
@@ -73,18 +74,50 @@ export function registerSystemRoutes(app: FastifyInstance, context: BrokerContex
     }
     try {
       const taskId = claims.task_id as string;
+      const decision = await decideCredentialRelease(context, claims, name);
+      const decided = {
+        system: name,
+        template: decision.template,
+        decision_id: decision.decision_id,
+        decision: decision.allowed ? "allow" : "deny",
+        reason: decision.reason,
+        policies: decision.policies,
+        errors: decision.errors,
+        task_join: claims.task_join === true,
+      };
+      const fields = {
+        [logFields.taskId]: taskId,
+        [logFields.clientId]: claims.client_id,
+        [logFields.decisionId]: decision.decision_id,
+      };
+      if (!decision.allowed) {
+        await context.audit.append({
+          kind: "credential.denied",
+          actor: decision.actor,
+          task_id: taskId,
+          jti: claims.jti,
+          data: decided,
+        });
+        request.log.info(fields, "credential release denied by policy");
+        return reply
+          .code(403)
+          .header("Cache-Control", "no-store")
+          .header("WWW-Authenticate", 'DPoP error="insufficient_scope"')
+          .send({
+            error: "insufficient_scope",
+            error_description: "policy does not release this credential to the caller",
+            decision_id: decision.decision_id,
+          });
+      }
       const credential = await readTaskCredential(context, name, taskId);
       await context.audit.append({
         kind: "credential.fetched",
-        actor: claims.client_id,
+        actor: decision.actor,
         task_id: taskId,
         jti: claims.jti,
-        data: { system: name, role: credential.role, lease_id: credential.lease_id },
+        data: { ...decided, role: credential.role, lease_id: credential.lease_id },
       });
-      request.log.info(
-        { [logFields.taskId]: taskId, [logFields.clientId]: claims.client_id, lease_id: credential.lease_id },
-        "credential fetched",
-      );
+      request.log.info({ ...fields, lease_id: credential.lease_id }, "credential fetched");
       return reply.header("Cache-Control", "no-store").header("Pragma", "no-cache").send(credential);
     } catch (error) {
       return sendError(context, request, reply, error);
