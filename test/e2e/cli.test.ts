@@ -230,6 +230,40 @@ describe("writ CLI", () => {
       assert.equal(typeof json.id, "string");
     });
 
+    test("policy test acts as a person who joined", async () => {
+      const person = await readKeyFile(adminKeyPath);
+      const asAgent = ["policy", "test", "--agent", "bot", "--tool", "github", "--action", "read"];
+      const asJoin = [...asAgent, "--as-human", person.clientId, "--task-join"];
+      const policyFile = join(root, "no-joins.cedar");
+      await writeFile(
+        policyFile,
+        "forbid (principal is Human, action, resource) when { context.task_join };\n",
+      );
+
+      assert.equal((await writJson(asJoin)).json.decision, "allow");
+      assert.equal((await writJson(["policy", "add", policyFile, "--id", "no-joins"])).code, 0);
+      try {
+        const joined = await writJson<{ decision: string; policies: string[] }>(asJoin);
+        assert.deepEqual([joined.json.decision, joined.json.policies], ["deny", ["no-joins"]]);
+        assert.equal((await writJson(asAgent)).json.decision, "allow");
+        const ownTask = await writJson([...asAgent, "--as-human", person.clientId]);
+        assert.equal(ownTask.json.decision, "allow");
+        const unknown = await writ([
+          "--data",
+          dataDir,
+          "--admin-key",
+          adminKeyPath,
+          ...asAgent,
+          "--as-human",
+          "spiffe://example.org/human/00000000-0000-4000-8000-000000000000",
+        ]);
+        assert.notEqual(unknown.code, 0);
+        assert.match(unknown.stderr, /not found/);
+      } finally {
+        await writJson(["policy", "remove", "no-joins"]);
+      }
+    });
+
     test("task list shows started task", async () => {
       const { json } = await writJson<{ tasks: { agent_name: string; status: string }[] }>(["task", "list"]);
       assert.deepEqual(

@@ -123,6 +123,9 @@ export function registerPolicyCommands(program: Command): void {
     .option("--risk-score <n>", "the risk score, 0 to 100", "0")
     .option("--intent <text>", "the task's intent", "")
     .option("--not-in-token", "test as if the token did not name the action")
+    .option("--as-human <spiffe-id>", "test as this registered person, acting in the agent's task")
+    .option("--task-join", "test as if the token were a person's join token (context.task_join)")
+    .option("--breakglass", "test as if an approved break-glass window were open (context.breakglass)")
     .action(
       (flags: {
         agent: string;
@@ -134,6 +137,9 @@ export function registerPolicyCommands(program: Command): void {
         riskScore: string;
         intent: string;
         notInToken?: boolean;
+        asHuman?: string;
+        taskJoin?: boolean;
+        breakglass?: boolean;
       }) =>
         run(program, async (target, options) => {
           const decision = await target.client.call<PolicyDecision>("POST", "/v1/policies/test", {
@@ -146,6 +152,9 @@ export function registerPolicyCommands(program: Command): void {
             risk_score: Number(flags.riskScore),
             intent: flags.intent,
             ...(flags.notInToken === true ? { token_actions: [] } : {}),
+            ...(flags.asHuman === undefined ? {} : { human: flags.asHuman }),
+            task_join: flags.taskJoin === true,
+            breakglass: flags.breakglass === true,
           });
           emit(options, decision, () => [
             `decision ${decision.decision}`,

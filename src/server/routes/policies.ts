@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { BrokerContext } from "../../broker/context.js";
 import { WritError } from "../../errors/writ-error.js";
 import { getAgent } from "../../identity/agents.js";
+import { getHumanBySpiffeId } from "../../identity/humans.js";
 import {
   addPolicies,
   listSitePolicies,
@@ -60,8 +61,16 @@ export function registerPolicyRoutes(app: FastifyInstance, context: BrokerContex
     const granted = Array.isArray(body.token_actions)
       ? (body.token_actions as string[])
       : [`${tool.name}:${action.name}`];
+    // A person acts in the agent's task, as with a join token; the principal is then the person.
+    let principal: { type: "Agent" | "Human"; id: string } = { type: "Agent", id: agent.spiffe_id };
+    if (body.human !== undefined) {
+      const humanId = stringMember(body, "human");
+      const human = await getHumanBySpiffeId(context, humanId);
+      if (human === undefined) throw new WritError("not_found", `person "${humanId}" not found`);
+      principal = { type: "Human", id: human.spiffe_id };
+    }
     return context.policy.evaluate({
-      principal: { type: "Agent", id: agent.spiffe_id },
+      principal,
       action: `${tool.name}:${action.name}`,
       tool,
       context: {
