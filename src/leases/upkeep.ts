@@ -15,10 +15,16 @@ export function runSystemUpkeep(context: BrokerContext): Promise<void> {
   if (current !== undefined) return current;
   const pass = (async () => {
     try {
-      await runDueCleanups(context);
-      await runAccountUpkeep(context);
-    } catch (error) {
-      context.log.error({ err: error }, "system upkeep failed; retrying at the next interval");
+      // Side by side, so that cleanups waiting on a server that is down do not delay rotations.
+      const outcomes = await Promise.allSettled([runDueCleanups(context), runAccountUpkeep(context)]);
+      for (const [index, outcome] of outcomes.entries()) {
+        if (outcome.status === "rejected") {
+          context.log.error(
+            { err: outcome.reason, upkeep: index === 0 ? "lease cleanups" : "shared accounts" },
+            "system upkeep failed; retrying at the next interval",
+          );
+        }
+      }
     } finally {
       running.delete(context);
     }

@@ -23,6 +23,12 @@ export function cleanupBackoffMs(attempts: number): number {
 }
 
 /**
+ * Cleanups attempted at once. An attempt against a server that does not answer waits for its connect
+ * timeout, so attempts run side by side: one stuck server does not hold up the others' cleanups.
+ */
+const parallelCleanups = 8;
+
+/**
  * How long ending a task waits for its leases' first cleanup attempt, in milliseconds. A reachable
  * server drops the roles well within it, so the roles are gone when the end returns. An unreachable
  * one cannot hold up the caller (or the broker's sweep) for longer, and the attempt goes on behind.
@@ -56,7 +62,7 @@ async function attemptTaskLeases(context: BrokerContext, taskIds: readonly strin
       context.log.error({ err: error, [logFields.taskId]: taskIds }, "reading leases to clean failed");
       return [];
     });
-  for (const row of pending) await attemptCleanup(context, row.id);
+  await forEachAtMost(pending, parallelCleanups, (row) => attemptCleanup(context, row.id));
 }
 
 /**
@@ -94,7 +100,20 @@ export async function runDueCleanups(context: BrokerContext): Promise<void> {
     .where("next_attempt_at", "<=", nowMs)
     .orderBy("next_attempt_at")
     .execute();
-  for (const row of due) await attemptCleanup(context, row.id);
+  await forEachAtMost(due, parallelCleanups, (row) => attemptCleanup(context, row.id));
+}
+
+/** Runs `work` on every item, at most `limit` at a time, in the items' order. */
+async function forEachAtMost<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) await work(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }
 
 /** Claims one pending lease, tries to drop its role and records the outcome. It catches every error. */
