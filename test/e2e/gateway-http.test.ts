@@ -18,6 +18,7 @@ import {
 } from "../support/agent-client.js";
 import {
   callTool,
+  signResourceProof,
   startRecordingUpstream,
   targetsUnder,
   type RecordingUpstream,
@@ -339,6 +340,32 @@ describe("gateway for HTTP tools", () => {
       assert.equal(denied?.task_id, null);
       assert.equal(denied?.data.action, null);
       assert.deepEqual(denied?.data.policies, []);
+    });
+
+    test("one proof sent eight times at once passes once", async () => {
+      // The signature is checked while the decision is prepared; the jti must still be spent once.
+      const target = "/tools/gh/repos/acme/issues/1";
+      const proof = await signResourceProof(
+        workerToken.dpopKeys,
+        "GET",
+        `${broker.issuer}${target}`,
+        workerToken.accessToken,
+      );
+      const responses = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          callTool(broker.issuer, {
+            target,
+            headers: [
+              ["Authorization", `DPoP ${workerToken.accessToken}`],
+              ["DPoP", proof],
+            ],
+          }),
+        ),
+      );
+      const statuses = responses.map((response) => response.status).sort();
+      assert.deepEqual(statuses, [200, 401, 401, 401, 401, 401, 401, 401]);
+      assert.equal(upstream.seen.length, 1);
+      upstream.seen.length = 0;
     });
 
     test("bad proof outranks a rejected path", async () => {
