@@ -18,6 +18,7 @@ import { formatNumber } from "./lib/report.js";
 import { positiveIntegerSetting, positiveNumberSetting } from "./lib/settings.js";
 import { percentile, roundSignificant, sortAscending } from "./lib/stats.js";
 import { TokenRequestBuilder, type AgentCredentials } from "./lib/token-request.js";
+import { registerGateway, startWritGateway } from "./lib/writ-gateway.js";
 import { startWritServer, type WritServerProcess } from "./lib/writ-server.js";
 
 const toolName = "t";
@@ -35,10 +36,17 @@ interface GatewaySetup {
   agent: AgentCredentials;
   /** The URL of the tool request that every gateway call sends, also each proof's `htu`. */
   gatewayUrl: string;
+  /** The key file of the registered separate gateway, when one was asked for. */
+  gatewayKeyFile?: string;
   stop(): Promise<void>;
 }
 
-async function setUp(): Promise<GatewaySetup> {
+/**
+ * Starts the server and upstream and registers the tool and agent. With `gatewayName`, a gateway
+ * identity of that name is registered first and the tool is assigned to it, so that a separate
+ * `writ gateway` process can serve the tool too; its key file is returned in the setup.
+ */
+async function setUp(gatewayName?: string): Promise<GatewaySetup> {
   const cpuProfileDir = process.env.WRIT_BENCH_CPU_PROF || undefined;
   const upstream = await startPeer("upstream");
   let writ: WritServerProcess;
@@ -54,12 +62,18 @@ async function setUp(): Promise<GatewaySetup> {
   };
   try {
     await writ.admin.call("POST", "/v1/secrets/upstream-token", { value: "bench-upstream-secret" });
+    const gatewayKeyFile =
+      gatewayName === undefined ? undefined : await registerGateway(writ.admin, gatewayName);
     await writ.admin.call("POST", "/v1/tools", {
       name: toolName,
       kind: "http",
       environment,
       actions: [{ name: "read", spec: "GET /items/**" }],
-      config: { upstream: upstream.origin, inject: ["header:Authorization=Bearer ${secret:upstream-token}"] },
+      config: {
+        upstream: upstream.origin,
+        inject: ["header:Authorization=Bearer ${secret:upstream-token}"],
+        ...(gatewayName === undefined ? {} : { gateways: [gatewayName] }),
+      },
     });
     const clientKey = await generateIdentityKey("Ed25519");
     const dpopKey = await generateIdentityKey("Ed25519");
@@ -83,7 +97,14 @@ async function setUp(): Promise<GatewaySetup> {
       taskId: task.id,
       resource: `${writ.issuer}/tools/${toolName}`,
     };
-    return { writ, upstream, agent, gatewayUrl: `${writ.issuer}/tools/${toolName}${itemPath}`, stop };
+    return {
+      writ,
+      upstream,
+      agent,
+      gatewayUrl: `${writ.issuer}/tools/${toolName}${itemPath}`,
+      ...(gatewayKeyFile === undefined ? {} : { gatewayKeyFile }),
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
@@ -116,8 +137,14 @@ async function get(pool: Pool, path: string, headers: Record<string, string> = {
 }
 
 /** Builds the request sender for the gateway: a token and a pre-signed proof per request. */
-function gatewaySender(setup: GatewaySetup, pool: Pool, token: string, proofs: DpopProofSigner) {
-  const path = new URL(setup.gatewayUrl).pathname;
+function gatewaySender(
+  setup: GatewaySetup,
+  pool: Pool,
+  token: string,
+  proofs: DpopProofSigner,
+  gatewayUrl = setup.gatewayUrl,
+) {
+  const path = new URL(gatewayUrl).pathname;
   return async (): Promise<number> =>
     get(pool, path, { authorization: `DPoP ${token}`, dpop: proofs.next() });
 }
@@ -317,70 +344,110 @@ async function measureThroughput(): Promise<MetricResult> {
 
 // revocation_propagation
 
-async function measureRevocation(): Promise<MetricResult> {
-  const attempts = positiveIntegerSetting("WRIT_BENCH_REVOCATIONS", 20);
-  const setup = await setUp();
-  const pool = new Pool(setup.writ.issuer, { connections: 1 });
-  const delays: number[] = [];
-  const acceptedAfterRevoke: number[] = [];
-  let errors = 0;
-  const rejectionStatuses = new Set<number>();
+/** What one gateway did after each of a series of revocations. */
+interface RevocationTimes {
+  /** Milliseconds from the broker's answer to the end of the first rejected request, per revocation. */
+  delays: number[];
+  /** Requests the gateway still accepted after the broker's answer, over all revocations. */
+  accepted: number;
+  errors: number;
+  statuses: Set<number>;
+}
+
+/**
+ * Revokes `attempts` new tokens one after another and times how long the gateway at `gatewayUrl`
+ * (a tool request URL, also each proof's `htu`) keeps accepting each, polling with one request at a time.
+ */
+async function timeRevocations(
+  setup: GatewaySetup,
+  gatewayUrl: string,
+  attempts: number,
+): Promise<RevocationTimes> {
+  const pool = new Pool(new URL(gatewayUrl).origin, { connections: 1 });
+  const times: RevocationTimes = { delays: [], accepted: 0, errors: 0, statuses: new Set() };
   try {
     for (let attempt = 0; attempt < attempts; attempt += 1) {
       const { token, jti } = await requestToken(setup);
-      const proofs = new DpopProofSigner(setup.agent.dpopJwk, token, "GET", setup.gatewayUrl);
+      const proofs = new DpopProofSigner(setup.agent.dpopJwk, token, "GET", gatewayUrl);
       proofs.presign(200);
-      const send = gatewaySender(setup, pool, token, proofs);
+      const send = gatewaySender(setup, pool, token, proofs, gatewayUrl);
       // The token must work before the revocation, or a rejection afterwards would prove nothing.
       if ((await send()) !== 200) {
-        errors += 1;
+        times.errors += 1;
         continue;
       }
 
       await setup.writ.admin.call("POST", "/v1/revoke", { token: jti });
       const answeredAt = performance.now();
-      let accepted = 0;
       for (;;) {
         const status = await send();
         const elapsed = performance.now() - answeredAt;
         if (status !== 200) {
-          rejectionStatuses.add(status);
-          delays.push(elapsed);
+          times.statuses.add(status);
+          times.delays.push(elapsed);
           break;
         }
-        accepted += 1;
+        times.accepted += 1;
         if (elapsed > revocationGiveUpMs) {
-          errors += 1;
+          times.errors += 1;
           break;
         }
       }
-      acceptedAfterRevoke.push(accepted);
+    }
+    return times;
+  } finally {
+    await pool.close();
+  }
+}
+
+async function measureRevocation(): Promise<MetricResult> {
+  const attempts = positiveIntegerSetting("WRIT_BENCH_REVOCATIONS", 20);
+  const setup = await setUp("bench-edge");
+  try {
+    const embedded = await timeRevocations(setup, setup.gatewayUrl, attempts);
+    const separateGateway = await startWritGateway(setup.writ.issuer, setup.gatewayKeyFile as string);
+    let separate: RevocationTimes;
+    try {
+      separate = await timeRevocations(
+        setup,
+        `${separateGateway.url}/tools/${toolName}${itemPath}`,
+        attempts,
+      );
+    } finally {
+      await separateGateway.stop();
     }
 
-    const delayFigures = figures(delays);
-    const totalAccepted = acceptedAfterRevoke.reduce((sum, count) => sum + count, 0);
+    const embeddedFigures = figures(embedded.delays);
+    const separateFigures = figures(separate.delays);
+    const statuses = [...new Set([...embedded.statuses, ...separate.statuses])];
     return {
       name: "revocation_propagation",
-      value: roundSignificant(delayFigures.p50),
+      value: roundSignificant(embeddedFigures.p50),
       unit: "ms",
       target: "< 100 ms on one machine",
       notes:
-        `time from the broker's answer to POST /v1/revoke {token} until the embedded gateway rejects ` +
-        `that token, measured as the end of the first rejected request; p50 ${ms(delayFigures.p50)}, max ` +
-        `${ms(delayFigures.max)} over ${delays.length} revocations. The gateway is polled with one ` +
-        `request at a time. Requests it still accepted after the answer: ${totalAccepted} in all. ` +
-        `Rejections were HTTP ${[...rejectionStatuses].join(", ")}.`,
-      errors,
+        `time from the broker's answer to POST /v1/revoke {token} until a gateway rejects that token, ` +
+        `measured as the end of the first rejected request, ${attempts} revocations each. The embedded ` +
+        `gateway: p50 ${ms(embeddedFigures.p50)}, max ${ms(embeddedFigures.max)}. A separate writ gateway ` +
+        `process, which follows the broker's revocation feed over HTTP: p50 ${ms(separateFigures.p50)}, ` +
+        `max ${ms(separateFigures.max)}. Each gateway is polled with one request at a time. Requests still ` +
+        `accepted after the answer: ${embedded.accepted} and ${separate.accepted}. Rejections were HTTP ` +
+        `${statuses.join(", ")}.`,
+      errors: embedded.errors + separate.errors,
       details: {
-        revocations: delays.length,
-        p50_ms: roundSignificant(delayFigures.p50),
-        p90_ms: roundSignificant(delayFigures.p90),
-        max_ms: roundSignificant(delayFigures.max),
-        accepted_after_revoke: totalAccepted,
+        revocations: embedded.delays.length,
+        p50_ms: roundSignificant(embeddedFigures.p50),
+        p90_ms: roundSignificant(embeddedFigures.p90),
+        max_ms: roundSignificant(embeddedFigures.max),
+        accepted_after_revoke: embedded.accepted,
+        separate_revocations: separate.delays.length,
+        separate_p50_ms: roundSignificant(separateFigures.p50),
+        separate_p90_ms: roundSignificant(separateFigures.p90),
+        separate_max_ms: roundSignificant(separateFigures.max),
+        separate_accepted_after_revoke: separate.accepted,
       },
     };
   } finally {
-    await pool.close();
     await setup.stop();
   }
 }
