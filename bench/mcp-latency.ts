@@ -66,17 +66,15 @@ function readSettings(): Settings {
   return settings;
 }
 
-/**
- * Serves server-everything's MCP server over Streamable HTTP on 127.0.0.1, one session per
- * `initialize`, and prints the listening port on standard output. The package's own
- * `streamableHttp` entry listens on every interface, which a benchmark has no need for.
- */
-async function serveEverything(): Promise<void> {
-  const everything = (await import(
-    "@modelcontextprotocol/server-everything/dist/server/index.js" as string
-  )) as { createServer(): { server: { connect(transport: unknown): Promise<void> } } };
-  const sessions = new Map<string, StreamableHTTPServerTransport>();
+/** Connects a new MCP server, such as one SDK `Server`, to a session's transport. */
+type ConnectServer = (transport: StreamableHTTPServerTransport) => Promise<void>;
 
+/**
+ * Serves MCP over Streamable HTTP on 127.0.0.1, one session per `initialize`, each with a server
+ * that `connectServer` connects, and prints the listening port on standard output.
+ */
+async function serveSessions(label: string, connectServer: ConnectServer): Promise<void> {
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -93,12 +91,12 @@ async function serveEverything(): Promise<void> {
               sessions.set(id, created);
             },
           });
-          await everything.createServer().server.connect(created);
+          await connectServer(created);
           transport = created;
         }
         await transport.handleRequest(request, response, body);
       })().catch((error: unknown) => {
-        console.error(`server-everything host: request failed: ${(error as Error).message}`);
+        console.error(`${label}: request failed: ${(error as Error).message}`);
         if (!response.headersSent) response.writeHead(500);
         response.end();
       });
@@ -111,48 +109,31 @@ async function serveEverything(): Promise<void> {
 }
 
 /**
- * Serves a bare MCP relay on 127.0.0.1: each `initialize` opens a session whose SDK server answers
- * `tools/list` and `tools/call` by asking `upstreamUrl` through one SDK client. It prints its port.
+ * Serves server-everything's MCP server on loopback. The package's own `streamableHttp` entry
+ * listens on every interface, which a benchmark has no need for.
+ */
+async function serveEverything(): Promise<void> {
+  const everything = (await import(
+    "@modelcontextprotocol/server-everything/dist/server/index.js" as string
+  )) as { createServer(): { server: { connect(transport: unknown): Promise<void> } } };
+  await serveSessions("server-everything host", (transport) =>
+    everything.createServer().server.connect(transport),
+  );
+}
+
+/**
+ * Serves a bare MCP relay on loopback: each session's SDK server answers `tools/list` and
+ * `tools/call` by asking `upstreamUrl` through one SDK client.
  */
 async function serveRelay(upstreamUrl: string): Promise<void> {
   const upstream = new Client({ name: "bench-relay", version: "1" });
   await upstream.connect(new StreamableHTTPClientTransport(new URL(upstreamUrl)));
-  const sessions = new Map<string, StreamableHTTPServerTransport>();
-
-  const server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on("data", (chunk: Buffer) => chunks.push(chunk));
-    request.on("end", () => {
-      void (async () => {
-        const body =
-          chunks.length === 0 ? undefined : (JSON.parse(Buffer.concat(chunks).toString()) as unknown);
-        const sessionId = request.headers["mcp-session-id"];
-        let transport = typeof sessionId === "string" ? sessions.get(sessionId) : undefined;
-        if (transport === undefined) {
-          const created: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
-            sessionIdGenerator: () => randomUUID(),
-            onsessioninitialized: (id): void => {
-              sessions.set(id, created);
-            },
-          });
-          const relay = new Server({ name: "bench-relay", version: "1" }, { capabilities: { tools: {} } });
-          relay.setRequestHandler(ListToolsRequestSchema, () => upstream.listTools());
-          relay.setRequestHandler(CallToolRequestSchema, (call) => upstream.callTool(call.params));
-          await relay.connect(created);
-          transport = created;
-        }
-        await transport.handleRequest(request, response, body);
-      })().catch((error: unknown) => {
-        console.error(`bare relay: request failed: ${(error as Error).message}`);
-        if (!response.headersSent) response.writeHead(500);
-        response.end();
-      });
-    });
+  await serveSessions("bare relay", async (transport) => {
+    const relay = new Server({ name: "bench-relay", version: "1" }, { capabilities: { tools: {} } });
+    relay.setRequestHandler(ListToolsRequestSchema, () => upstream.listTools());
+    relay.setRequestHandler(CallToolRequestSchema, (call) => upstream.callTool(call.params));
+    await relay.connect(transport);
   });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  console.log(String((server.address() as AddressInfo).port));
-  process.on("SIGTERM", () => process.exit(0));
 }
 
 /** Starts `serveEverything` in a child process and resolves with it and its MCP endpoint. */
