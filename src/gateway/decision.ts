@@ -1,3 +1,5 @@
+import { parseSpiffeId } from "../identity/spiffe.js";
+import type { RequestContext } from "../policy/engine.js";
 import type { AccessTokenClaims } from "../tokens/access-token.js";
 
 /** The actor chain of a token: `sub`, then each actor from the current one inwards. */
@@ -21,4 +23,37 @@ export function actorChain(claims: AccessTokenClaims): ActorChain {
 /** The identity that acts: the outermost `act.sub`, else `sub`. Nested actors are history. */
 export function currentActor(chain: ActorChain): string {
   return chain.actors[0] ?? chain.sub;
+}
+
+/** The Cedar principal of a token: its current actor, a `Human` for a person's SPIFFE ID, else an `Agent`. */
+export function principalOf(claims: AccessTokenClaims): { type: "Agent" | "Human"; id: string } {
+  const actor = currentActor(actorChain(claims));
+  return { type: parseSpiffeId(actor)?.path[0] === "human" ? "Human" : "Agent", id: actor };
+}
+
+/** The facts of a task that its requests' Cedar context carries. */
+export interface ContextTask {
+  intent: string;
+  /** Epoch seconds. */
+  deadline_s: number;
+  depth: number;
+}
+
+/** The members of a request's Cedar context that come from its task, its grant and its token. */
+export function taskContext(
+  task: ContextTask,
+  grant: { environment: string },
+  claims: AccessTokenClaims,
+): Pick<
+  RequestContext,
+  "intent" | "environment" | "deadline" | "delegation_depth" | "task_join" | "breakglass"
+> {
+  return {
+    intent: task.intent,
+    environment: grant.environment,
+    deadline: task.deadline_s,
+    delegation_depth: task.depth,
+    task_join: claims.task_join === true,
+    breakglass: typeof claims.breakglass_id === "string",
+  };
 }

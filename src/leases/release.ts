@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { BrokerContext } from "../broker/context.js";
 import { WritError } from "../errors/writ-error.js";
-import { actorChain, currentActor } from "../gateway/decision.js";
-import { parseSpiffeId } from "../identity/spiffe.js";
+import { actorChain, currentActor, principalOf, taskContext } from "../gateway/decision.js";
 import { getTask } from "../tasks/tasks.js";
 import type { AccessTokenClaims } from "../tokens/access-token.js";
 import { getTool } from "../tools/registry.js";
@@ -64,22 +63,17 @@ export async function decideCredentialRelease(
   }
   const tokenActions = (grant.actions ?? []).map((name) => `${systemName}:${name}`);
   const result = context.policy.evaluate({
-    principal: { type: parseSpiffeId(actor)?.path[0] === "human" ? "Human" : "Agent", id: actor },
+    principal: principalOf(claims),
     action: decision.action,
     tool,
     context: {
-      intent: task.intent,
-      environment: grant.environment,
-      deadline: task.deadline_s,
-      delegation_depth: task.depth,
+      ...taskContext(task, grant, claims),
       method: "GET",
       path: "/credentials",
       risk: action.risk,
       risk_score: 0,
       action_name: decision.action,
       token_actions: tokenActions,
-      task_join: claims.task_join === true,
-      breakglass: typeof claims.breakglass_id === "string",
     },
   });
   decision.allowed = result.decision === "allow";

@@ -8,13 +8,12 @@ import { dpopAlgorithms } from "../../dpop/verify-proof.js";
 import { WritError, isWritError } from "../../errors/writ-error.js";
 import { logFields } from "../../log/fields.js";
 import { headerValues } from "../../server/headers.js";
-import { parseSpiffeId } from "../../identity/spiffe.js";
 import type { AccessTokenClaims } from "../../tokens/access-token.js";
 import type { HttpToolConfig } from "../../tools/http-config.js";
 import type { Tool, ToolAction } from "../../tools/registry.js";
 import type { RequestAuthenticator } from "../authenticate.js";
 import type { GatewayBackend } from "../backend.js";
-import { actorChain, currentActor } from "../decision.js";
+import { actorChain, currentActor, principalOf, taskContext } from "../decision.js";
 import type { RiskScorer } from "../risk.js";
 import { Forwarder } from "./forward.js";
 import { matchActions, parseHttpPattern, type HttpPattern } from "./match-action.js";
@@ -356,29 +355,20 @@ async function decide(
     outcome.reason = "the token names no task";
     return { allowed: false, outcome };
   }
-  const chain = actorChain(claims);
   outcome.initiator = task.initiator;
   outcome.riskScore = dependencies.risk.preview(task.id, tool.name);
   const result = dependencies.backend.policy.evaluate({
-    principal: {
-      type: parseSpiffeId(currentActor(chain))?.path[0] === "human" ? "Human" : "Agent",
-      id: currentActor(chain),
-    },
+    principal: principalOf(claims),
     action: `${tool.name}:${chosen.name}`,
     tool,
     context: {
-      intent: task.intent,
-      environment: grant.environment,
-      deadline: task.deadline_s,
-      delegation_depth: task.depth,
+      ...taskContext(task, grant, claims),
       method,
       path,
       risk: chosen.risk,
       risk_score: outcome.riskScore,
       action_name: `${tool.name}:${chosen.name}`,
       token_actions: tokenActions,
-      task_join: (claims as { task_join?: unknown }).task_join === true,
-      breakglass: typeof (claims as { breakglass_id?: unknown }).breakglass_id === "string",
     },
   });
   outcome.policies = result.policies;

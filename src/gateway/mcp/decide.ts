@@ -1,11 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { parseSpiffeId } from "../../identity/spiffe.js";
 import type { RequestContext } from "../../policy/engine.js";
 import type { AccessTokenClaims } from "../../tokens/access-token.js";
 import type { McpTargetKind } from "../../tools/mcp-config.js";
 import type { Tool } from "../../tools/registry.js";
 import type { GatewayBackend, TaskFacts } from "../backend.js";
-import { actorChain, currentActor } from "../decision.js";
+import { actorChain, currentActor, principalOf, taskContext } from "../decision.js";
 import type { RiskScorer } from "../risk.js";
 import { matchTargets, resolvePathArgument, type McpAction } from "./match.js";
 
@@ -110,18 +109,13 @@ export async function decideMcp(
   }
 
   const context: RequestContext = {
-    intent: caller.task.intent,
-    environment: grant.environment,
-    deadline: caller.task.deadline_s,
-    delegation_depth: caller.task.depth,
+    ...taskContext(caller.task, grant, caller.claims),
     method: outcome.mcpMethod,
     path: name,
     risk: chosen.risk,
     risk_score: dependencies.risk.score(caller.task.id, caller.tool.name),
     action_name: `${caller.tool.name}:${chosen.name}`,
     token_actions: caller.tokenActions,
-    task_join: (caller.claims as { task_join?: unknown }).task_join === true,
-    breakglass: typeof (caller.claims as { breakglass_id?: unknown }).breakglass_id === "string",
   };
   outcome.riskScore = context.risk_score;
   if (chosen.args !== undefined && chosen.args.length > 0) {
@@ -141,12 +135,8 @@ export async function decideMcp(
     outcome.args = args;
   }
 
-  const chain = actorChain(caller.claims);
   const result = dependencies.backend.policy.evaluate({
-    principal: {
-      type: parseSpiffeId(currentActor(chain))?.path[0] === "human" ? "Human" : "Agent",
-      id: currentActor(chain),
-    },
+    principal: principalOf(caller.claims),
     action: `${caller.tool.name}:${chosen.name}`,
     tool: caller.tool,
     context,
@@ -215,29 +205,20 @@ export function decideProtocolMethod(
     outcome.reason = "the token names no task";
     return false;
   }
-  const chain = actorChain(caller.claims);
   const context: RequestContext = {
-    intent: caller.task.intent,
-    environment: grant.environment,
-    deadline: caller.task.deadline_s,
-    delegation_depth: caller.task.depth,
+    ...taskContext(caller.task, grant, caller.claims),
     method: outcome.mcpMethod,
     path: outcome.target ?? "",
     risk: "low",
     risk_score: dependencies.risk.peek(caller.task.id, caller.tool.name),
     action_name: `${caller.tool.name}:${outcome.mcpMethod}`,
     token_actions: caller.tokenActions,
-    task_join: (caller.claims as { task_join?: unknown }).task_join === true,
-    breakglass: typeof (caller.claims as { breakglass_id?: unknown }).breakglass_id === "string",
     target_granted: targetGranted,
   };
   outcome.riskScore = context.risk_score;
   outcome.action = protocolMethodAction;
   const result = dependencies.backend.policy.evaluate({
-    principal: {
-      type: parseSpiffeId(currentActor(chain))?.path[0] === "human" ? "Human" : "Agent",
-      id: currentActor(chain),
-    },
+    principal: principalOf(caller.claims),
     action: protocolMethodAction,
     tool: caller.tool,
     context,
