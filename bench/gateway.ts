@@ -42,9 +42,9 @@ interface GatewaySetup {
 }
 
 /**
- * Starts the server and upstream and registers the tool and agent. With `gatewayName`, a gateway
- * identity of that name is registered first and the tool is assigned to it, so that a separate
- * `writ gateway` process can serve the tool too; its key file is returned in the setup.
+ * Starts the server and upstream and registers the tool and agent. With `gatewayName`, it first
+ * registers a gateway identity of that name and assigns the tool to it, so that a separate
+ * `writ gateway` process can serve the tool too. The setup then contains that gateway's key file.
  */
 async function setUp(gatewayName?: string): Promise<GatewaySetup> {
   const cpuProfileDir = process.env.WRIT_BENCH_CPU_PROF || undefined;
@@ -344,11 +344,11 @@ async function measureThroughput(): Promise<MetricResult> {
 
 // revocation_propagation
 
-/** What one gateway did after each of a series of revocations. */
+/** Timings of one gateway over a series of revocations. */
 interface RevocationTimes {
-  /** Milliseconds from the broker's answer to the end of the first rejected request, per revocation. */
+  /** Milliseconds from the broker's response to the end of the first rejected request, per revocation. */
   delays: number[];
-  /** Requests the gateway still accepted after the broker's answer, over all revocations. */
+  /** Requests the gateway still accepted after the broker's response, over all revocations. */
   accepted: number;
   errors: number;
   statuses: Set<number>;

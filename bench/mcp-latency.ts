@@ -7,10 +7,10 @@
  * request, server nonce). Both clients run in this process, one call at a time, in alternating
  * rounds so that drift of the machine's load hits both alike.
  *
- * A third path gives the floor of any relay built on the SDK: a bare relay process, made of the
- * SDK's Streamable HTTP server transport in front and the SDK client behind, that passes `tools/call`
- * to the same server with no authentication, policy or audit. Its added latency is reported beside
- * the gateway's.
+ * A third path measures the minimum that any relay built on the SDK adds. A bare relay process,
+ * made of the SDK's Streamable HTTP server transport in front and the SDK client behind, passes
+ * `tools/call` to the same server with no authentication, policy or audit. Its added latency is
+ * reported beside the gateway's.
  *
  * Run as `node --import tsx bench/mcp-latency.ts serve-everything`, this module is instead the
  * server-everything host that the metric starts as a child process, and as `... serve-relay URL` the
@@ -122,8 +122,8 @@ async function serveEverything(): Promise<void> {
 }
 
 /**
- * Serves a bare MCP relay on loopback: each session's SDK server answers `tools/list` and
- * `tools/call` by asking `upstreamUrl` through one SDK client.
+ * Serves a bare MCP relay on loopback. Each session's SDK server forwards `tools/list` and
+ * `tools/call` to `upstreamUrl` through one SDK client and returns the results.
  */
 async function serveRelay(upstreamUrl: string): Promise<void> {
   const upstream = new Client({ name: "bench-relay", version: "1" });

@@ -1,7 +1,7 @@
 /**
  * A load-generator process for the token_issuance benchmark, started by bench/token-issuance.ts with
- * `fork`. It receives one `ClientJob` over IPC and signs its stock of requests, answers `ready`, and
- * on the `ClientStart` that follows runs the load, sends back one `ClientReport` and exits.
+ * `fork`. It receives one `ClientJob` over IPC, signs its stock of requests and sends `ready`. On the
+ * `ClientStart` that follows, it runs the load, sends back one `ClientReport` and exits.
  */
 import { Pool } from "undici";
 import { runClosedLoop, type Outcome } from "./lib/closed-loop.js";
@@ -40,8 +40,8 @@ export interface ClientReport {
 const maxReasonLength = 200;
 
 /**
- * Signs the stock of requests, agents taking turns. Each has fresh `jti` values and the current `iat`;
- * the stock is used within the server's 60 s limit on a proof's age, since a run lasts seconds.
+ * Signs the stock of requests, agents taking turns, each with fresh `jti` values and the current
+ * `iat`. A run lasts seconds, so the stock is used well within the server's 60 s limit on proof age.
  */
 function signStock(job: ClientJob, builders: TokenRequestBuilder[]): TokenRequestMessage[] {
   const stock: TokenRequestMessage[] = [];

@@ -52,7 +52,7 @@ const self = fileURLToPath(import.meta.url);
 /**
  * Runs `measureJoseSigning` in a child process held to CPU 0 with `taskset`, so that the figure is
  * what one core signs: the process's thread pool, where WebCrypto signs, is held to that core too.
- * Without `taskset` the child runs on every CPU and the result says so.
+ * Without `taskset` the child runs on every CPU, and `pinned` in the result is false.
  */
 export async function measureJoseSigningOnOneCore(
   options: SigningBaselineOptions,

@@ -23,7 +23,7 @@ export interface WritGatewayProcess {
 /**
  * Registers a gateway identity named `name` through the admin API. Tools that name it in their
  * `gateways` can then be served by the process that `startWritGateway` starts with the key file.
- * Returns the key file, which holds the private key, in a new temporary folder.
+ * Returns the path of the key file, which contains the private key, in a new temporary folder.
  */
 export async function registerGateway(admin: AdminClient, name: string): Promise<string> {
   const key = await generateIdentityKey("Ed25519");
@@ -42,9 +42,9 @@ export async function registerGateway(admin: AdminClient, name: string): Promise
 
 /**
  * Starts `writ gateway --broker BROKER --key KEYFILE` on a free loopback port, with its data folder
- * beside the key file, and resolves once `/healthz` answers 200: the gateway has loaded the broker's
- * keys and its revocation snapshot. Throws Error with the end of its log when it exits or does not
- * become healthy in time.
+ * beside the key file. Resolves once `/healthz` returns 200, which the gateway does only while it has
+ * heard from the broker's revocation feed within its bound. Throws Error with the end of the
+ * gateway's log when it exits or does not become healthy in time.
  */
 export async function startWritGateway(brokerUrl: string, keyFile: string): Promise<WritGatewayProcess> {
   const folder = join(keyFile, "..");

@@ -25,7 +25,7 @@ export function currentActor(chain: ActorChain): string {
   return chain.actors[0] ?? chain.sub;
 }
 
-/** The Cedar principal of a token: its current actor, a `Human` for a person's SPIFFE ID, else an `Agent`. */
+/** Returns the Cedar principal of a token's current actor: `Human` for a person's SPIFFE ID, else `Agent`. */
 export function principalOf(claims: AccessTokenClaims): { type: "Agent" | "Human"; id: string } {
   const actor = currentActor(actorChain(claims));
   return { type: parseSpiffeId(actor)?.path[0] === "human" ? "Human" : "Agent", id: actor };
@@ -39,7 +39,7 @@ export interface ContextTask {
   depth: number;
 }
 
-/** The members of a request's Cedar context that come from its task, its grant and its token. */
+/** Builds the members of a request's Cedar context that come from its task, grant and token. */
 export function taskContext(
   task: ContextTask,
   grant: { environment: string },

@@ -37,8 +37,8 @@ export class RiskScorer {
   }
 
   /**
-   * Scores a request as `score` would, without counting it yet: for a request whose sender is still
-   * being authenticated. `count` counts it once it is.
+   * Scores a request as `score` does but without counting it, for a request whose sender is still
+   * being authenticated. Call `count` once it is authenticated.
    */
   preview(taskId: string, tool: string): number {
     return this.compute(taskId, tool, "preview");
@@ -57,7 +57,7 @@ export class RiskScorer {
     return this.compute(taskId, tool, "peek");
   }
 
-  /** `count` records the request; `preview` scores it as counted without recording it. */
+  /** Computes the score. `count` records the request, and `preview` includes it without recording it. */
   private compute(taskId: string, tool: string, mode: "count" | "preview" | "peek"): number {
     const now = this.clock.nowMs();
     const behaviour = this.behaviour(taskId);

@@ -21,9 +21,9 @@ export interface ReleaseDecision {
 
 /**
  * Decides with Cedar whether the caller may receive its task's credential on `systemName`, as the
- * gateways decide a tool call: the action is the system's template that the task's lease was made
- * from, and the context carries the task, the token's actions and whether a person joined the task.
- * The broker keeps no request history, so `risk_score` is 0.
+ * gateways decide a tool call. The action is the template the task's lease was made from. The
+ * context carries the task, the token's actions and whether a person joined the task, and
+ * `risk_score` is 0 because the broker keeps no request history.
  *
  * Throws `not_found` when the task has no active lease on the system, as reading the credential does.
  */

@@ -15,7 +15,7 @@ export function runSystemUpkeep(context: BrokerContext): Promise<void> {
   if (current !== undefined) return current;
   const pass = (async () => {
     try {
-      // Side by side, so that cleanups waiting on a server that is down do not delay rotations.
+      // Both run at once, so that cleanups waiting on an unreachable server do not delay rotations.
       const outcomes = await Promise.allSettled([runDueCleanups(context), runAccountUpkeep(context)]);
       for (const [index, outcome] of outcomes.entries()) {
         if (outcome.status === "rejected") {

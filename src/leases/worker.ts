@@ -23,8 +23,8 @@ export function cleanupBackoffMs(attempts: number): number {
 }
 
 /**
- * Cleanups attempted at once. An attempt against a server that does not answer waits for its connect
- * timeout, so attempts run side by side: one stuck server does not hold up the others' cleanups.
+ * Maximum number of cleanups attempted at once. An attempt against an unreachable server waits for its
+ * connect timeout, so attempts run side by side and one stuck server does not delay the others.
  */
 const parallelCleanups = 8;
 

@@ -230,7 +230,7 @@ describe("writ CLI", () => {
       assert.equal(typeof json.id, "string");
     });
 
-    test("policy test acts as a person who joined", async () => {
+    test("policy test as joined person", async () => {
       const person = await readKeyFile(adminKeyPath);
       const asAgent = ["policy", "test", "--agent", "bot", "--tool", "github", "--action", "read"];
       const asJoin = [...asAgent, "--as-human", person.clientId, "--task-join"];

@@ -342,7 +342,7 @@ describe("gateway for HTTP tools", () => {
       assert.deepEqual(denied?.data.policies, []);
     });
 
-    test("one proof sent eight times at once passes once", async () => {
+    test("concurrent proof replay passes once", async () => {
       // The signature is checked while the decision is prepared; the jti must still be spent once.
       const target = "/tools/gh/repos/acme/issues/1";
       const proof = await signResourceProof(

@@ -81,7 +81,7 @@ test("credential endpoint rejects a replayed proof", async () => {
   await broker.admin.call("POST", `/v1/tasks/${task.id}/end`);
 });
 
-test("policy decides whether a person who joined a task gets its password", async () => {
+test("join token credential follows policy", async () => {
   const agent = await registerAgent(broker, "joined-bot");
   const task = await startTask(broker, agent.name, ["billing:reader"]);
   const person = await readKeyFile(broker.adminKeyFile);
@@ -113,9 +113,9 @@ test("policy decides whether a person who joined a task gets its password", asyn
       id: "no-join-credentials",
       text: 'forbid (principal is Human, action in Action::"kind:postgres", resource)\nwhen { context.task_join };',
     });
-    const refused = await fetchAsPerson();
-    assert.equal(refused.status, 403, refused.text);
-    const body = refused.json();
+    const rejected = await fetchAsPerson();
+    assert.equal(rejected.status, 403, rejected.text);
+    const body = rejected.json();
     assert.equal(body.error, "insufficient_scope");
     assert.equal(body.password, undefined);
     const denied = (await auditEvents(broker.admin, "credential.denied")).at(-1);

@@ -6,7 +6,7 @@ import { RiskScorer } from "../../src/gateway/risk.js";
 /** 12:00 UTC, inside working hours, so no off-hours points. */
 const noonMs = Date.UTC(2026, 11, 5, 12, 0, 0);
 
-test("preview scores as score does without counting", () => {
+test("preview matches score without counting", () => {
   const counted = new RiskScorer(new ManualClock(noonMs));
   const previewed = new RiskScorer(new ManualClock(noonMs));
   for (let request = 0; request < 70; request++) {
@@ -17,7 +17,7 @@ test("preview scores as score does without counting", () => {
   }
 });
 
-test("first use of a tool scores until counted", () => {
+test("first tool use scores until counted", () => {
   const scorer = new RiskScorer(new ManualClock(noonMs));
   assert.equal(scorer.preview("task-1", "gh"), 10);
   assert.equal(scorer.preview("task-1", "gh"), 10);

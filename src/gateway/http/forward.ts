@@ -47,13 +47,13 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   status: number;
   headers: Record<string, string | string[]>;
-  /** A small body of declared length, read whole; any other body as a stream. */
+  /** Body: a Buffer for a small body of declared length, else a stream. */
   body: Readable | Buffer;
 }
 
 /**
- * Response bodies up to this many bytes, with a declared `Content-Length`, are read whole and sent in
- * one write with the response head, which saves the stream's per-chunk work on the common small reply.
+ * Largest response body, in bytes, that is read whole when its `Content-Length` is declared. Such a
+ * body is sent in one write with the response head, which avoids the stream's per-chunk work.
  */
 const wholeBodyMaxBytes = 64 * 1024;
 
@@ -108,7 +108,7 @@ export class Forwarder {
   }
 }
 
-/** Builds the refusal for an upstream that failed, timed out or broke off its response. */
+/** Builds the error for an upstream that failed, timed out or closed its response early. */
 function upstreamFailure(error: unknown): WritError {
   const code = (error as { code?: string }).code;
   const timedOut = code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT";
