@@ -7,6 +7,8 @@ import type { ReplayCache } from "../dpop/replay-cache.js";
 import { WritError } from "../errors/writ-error.js";
 import { accessTokenType, type AccessTokenClaims } from "../tokens/access-token.js";
 import type { GatewayBackend } from "./backend.js";
+import { actorChain } from "./decision.js";
+import type { RevocationState } from "./revocation-state.js";
 
 /** The largest number of verified tokens kept; past it the cache starts over. */
 const maxCachedTokens = 50_000;
@@ -45,10 +47,9 @@ export class RequestAuthenticator {
   }
 
   /**
-   * Verifies the token for `audience` and starts verifying its proof, whose signature is checked on
-   * the thread pool while the caller prepares its decision. The caller must await `proofVerified`
-   * before it acts on the claims, records them, or reports any other refusal: a request with a bad
-   * proof is refused for its proof, whatever else is wrong with it.
+   * Verifies the token for `audience` and starts verifying its proof on the thread pool, so the caller
+   * can prepare its decision meanwhile. The caller must await `proofVerified` before it acts on the
+   * claims, records them or reports any other error, because a bad proof outranks every other error.
    */
   async begin(
     credentials: PresentedCredentials,
@@ -86,8 +87,8 @@ export class RequestAuthenticator {
     ).then(() => {
       if (this.proofKeys.size > maxCachedKeys) this.proofKeys.clear();
     });
-    // The caller awaits it; this handler only keeps a refusal raised before then from being reported
-    // as an unhandled rejection.
+    // The caller awaits the promise later. This handler keeps a rejection that settles before then from
+    // being reported as unhandled.
     proofVerified.catch(() => undefined);
     return { claims, proofVerified };
   }
@@ -145,4 +146,17 @@ export class RequestAuthenticator {
     this.tokens.set(token, claims);
     return claims;
   }
+}
+
+/** Throws `invalid_token` when the token, its task or an identity of its actor chain is revoked. */
+export function rejectIfRevoked(revocations: RevocationState, claims: AccessTokenClaims): void {
+  const chain = actorChain(claims);
+  const revoked = revocations.revocationOf({
+    jti: claims.jti,
+    task_id: claims.task_id,
+    identities: [chain.sub, ...chain.actors],
+    iat: claims.iat,
+  });
+  if (revoked !== undefined)
+    throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
 }

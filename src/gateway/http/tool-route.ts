@@ -11,7 +11,7 @@ import { headerValues } from "../../server/headers.js";
 import type { AccessTokenClaims } from "../../tokens/access-token.js";
 import type { HttpToolConfig } from "../../tools/http-config.js";
 import type { Tool, ToolAction } from "../../tools/registry.js";
-import type { RequestAuthenticator } from "../authenticate.js";
+import { rejectIfRevoked, type RequestAuthenticator } from "../authenticate.js";
 import type { GatewayBackend } from "../backend.js";
 import { actorChain, currentActor, principalOf, taskContext } from "../decision.js";
 import type { RiskScorer } from "../risk.js";
@@ -174,9 +174,9 @@ export async function enforce(
     },
     `${backend.issuer}/tools/${toolName}`,
   );
-  // The decision is prepared while the proof's signature is checked, and nothing of it is used, or
-  // recorded, before the proof has passed. A bad proof is reported before anything else. Revocation
-  // is checked after the proof, as late as possible before the decision is recorded.
+  // The decision is prepared while the proof's signature is checked, and none of it is used or
+  // recorded until the proof has passed. A bad proof is reported before any other error. Revocation
+  // is checked after the proof, as close as possible to recording the decision.
   let prepared: PreparedDecision;
   let tool: Tool;
   let httpConfig: HttpToolConfig;
@@ -191,12 +191,12 @@ export async function enforce(
   } catch (error) {
     await proofVerified;
     outcome.claims = claims;
-    refuseRevoked(backend, claims);
+    rejectIfRevoked(backend.revocations, claims);
     throw error;
   }
   await proofVerified;
   outcome.claims = claims;
-  refuseRevoked(backend, claims);
+  rejectIfRevoked(backend.revocations, claims);
   Object.assign(outcome, prepared.outcome);
   if (prepared.countedTask !== undefined) dependencies.risk.count(prepared.countedTask, tool.name);
   const path = outcome.path as string;
@@ -217,19 +217,6 @@ export async function enforce(
   }
   await record(dependencies, outcome, "allowed");
   return { tool, config: httpConfig, path, ...(body === undefined ? {} : { body }) };
-}
-
-/** Throws `invalid_token` when the token, its task or an identity of its chain has been revoked. */
-function refuseRevoked(backend: GatewayBackend, claims: AccessTokenClaims): void {
-  const chain = actorChain(claims);
-  const revoked = backend.revocations.revocationOf({
-    jti: claims.jti,
-    task_id: claims.task_id,
-    identities: [chain.sub, ...chain.actors],
-    iat: claims.iat,
-  });
-  if (revoked !== undefined)
-    throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
 }
 
 /** Finds the HTTP tool a request names; throws `not_found` otherwise. */
@@ -314,8 +301,8 @@ function parsedActions(tool: Tool): (ToolAction & { pattern: HttpPattern })[] {
 }
 
 /**
- * A decision made before the request's proof was verified: what it adds to the outcome, and the task
- * whose request count goes up once the proof has passed.
+ * Decision prepared before the request's proof is verified: the outcome fields it sets, and the task
+ * whose request count rises once the proof has passed.
  */
 interface PreparedDecision {
   allowed: boolean;
@@ -324,8 +311,8 @@ interface PreparedDecision {
 }
 
 /**
- * Matches the action, scores the risk and evaluates Cedar. It changes no state, so it may run before
- * the request's proof is verified: the risk score counts this request without recording it.
+ * Matches the action, scores the risk and evaluates Cedar without changing any state, so it may run
+ * before the request's proof is verified. The risk score includes this request without recording it.
  */
 async function decide(
   dependencies: ToolRouteDependencies,

@@ -11,9 +11,8 @@ import { logFields } from "../../log/fields.js";
 import { headerValues } from "../../server/headers.js";
 import type { AccessTokenClaims } from "../../tokens/access-token.js";
 import type { McpToolConfig } from "../../tools/mcp-config.js";
-import { RequestAuthenticator } from "../authenticate.js";
+import { rejectIfRevoked, RequestAuthenticator } from "../authenticate.js";
 import type { GatewayBackend } from "../backend.js";
-import { actorChain } from "../decision.js";
 import type { RiskScorer } from "../risk.js";
 import { newMcpOutcome, recordMcp, type McpCaller } from "./decide.js";
 import { mcpErrorCodes } from "./errors.js";
@@ -311,15 +310,7 @@ async function authenticateRequest(
       },
       `${backend.issuer}/mcp/${toolName}`,
     );
-    const chain = actorChain(claims);
-    const revoked = backend.revocations.revocationOf({
-      jti: claims.jti,
-      task_id: claims.task_id,
-      identities: [chain.sub, ...chain.actors],
-      iat: claims.iat,
-    });
-    if (revoked !== undefined)
-      throw new WritError("invalid_token", "access token is not valid", { detail: revoked });
+    rejectIfRevoked(backend.revocations, claims);
     return claims;
   } catch (error) {
     await refuse(request, reply, context, toolName, error);
