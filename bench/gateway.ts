@@ -175,14 +175,19 @@ async function measureAddedLatency(): Promise<MetricResult> {
     throw new Error("WRIT_BENCH_GATEWAY_CALLS must be a multiple of WRIT_BENCH_GATEWAY_ROUNDS");
 
   const setup = await setUp();
+  const floor = await startPeer("floor", setup.upstream.origin);
   // One connection each, so that every request reuses one warm keep-alive connection.
   const gatewayPool = new Pool(setup.writ.issuer, { connections: 1 });
   const directPool = new Pool(setup.upstream.origin, { connections: 1 });
+  const floorPool = new Pool(floor.origin, { connections: 1 });
   try {
     const { token } = await requestToken(setup);
     const proofs = new DpopProofSigner(setup.agent.dpopJwk, token, "GET", setup.gatewayUrl);
     const viaGateway = gatewaySender(setup, gatewayPool, token, proofs);
     const direct = (): Promise<number> => get(directPool, itemPath);
+    const floorProofs = new DpopProofSigner(setup.agent.dpopJwk, token, "GET", `${floor.origin}${itemPath}`);
+    const viaFloor = (): Promise<number> =>
+      get(floorPool, itemPath, { authorization: `DPoP ${token}`, dpop: floorProofs.next() });
 
     let errors = 0;
     const time = async (send: () => Promise<number>, count: number, into: number[]): Promise<void> => {
@@ -195,22 +200,30 @@ async function measureAddedLatency(): Promise<MetricResult> {
     };
 
     proofs.presign(warmupCalls);
+    floorProofs.presign(warmupCalls);
     await time(direct, warmupCalls, []);
+    await time(viaFloor, warmupCalls, []);
     await time(viaGateway, warmupCalls, []);
     const directLatencies: number[] = [];
+    const floorLatencies: number[] = [];
     const gatewayLatencies: number[] = [];
     const perRound = calls / rounds;
     for (let round = 0; round < rounds; round += 1) {
       // Signed per round, so that no proof outlives the gateway's 60 s limit on its age.
       proofs.presign(perRound);
+      floorProofs.presign(perRound);
       await time(direct, perRound, directLatencies);
+      await time(viaFloor, perRound, floorLatencies);
       await time(viaGateway, perRound, gatewayLatencies);
     }
 
     const directFigures = figures(directLatencies);
+    const floorFigures = figures(floorLatencies);
     const gatewayFigures = figures(gatewayLatencies);
     const addedP50 = roundSignificant(gatewayFigures.p50 - directFigures.p50);
     const addedP99 = roundSignificant(gatewayFigures.p99 - directFigures.p99);
+    const floorAddedP50 = roundSignificant(floorFigures.p50 - directFigures.p50);
+    const floorAddedP99 = roundSignificant(floorFigures.p99 - directFigures.p99);
     return {
       name: "gateway_added_latency",
       value: addedP50,
@@ -228,7 +241,9 @@ async function measureAddedLatency(): Promise<MetricResult> {
         "alternating rounds. The gateway path verifies the token (cached after the first request) and a " +
         "new DPoP proof, decides with Cedar, injects the secret, forwards to the upstream and records the " +
         "decision in the audit log. Proofs are signed before each round. The added figures are the " +
-        "gateway percentile minus the direct percentile.",
+        "gateway percentile minus the direct percentile. The enforcement floor (bench/lib/enforcement-floor.ts: " +
+        "the proof, Cedar and a durable SQLite row, then the hop, and nothing else) measured in the same " +
+        `rounds added p50 ${ms(floorAddedP50)}, p99 ${ms(floorAddedP99)}.`,
       errors,
       details: {
         calls,
@@ -244,12 +259,18 @@ async function measureAddedLatency(): Promise<MetricResult> {
         gateway_max_ms: roundSignificant(gatewayFigures.max),
         added_p50_ms: addedP50,
         added_p99_ms: addedP99,
-        proofs_signed_in_loop: proofs.signedOnDemand,
+        floor_p50_ms: roundSignificant(floorFigures.p50),
+        floor_p99_ms: roundSignificant(floorFigures.p99),
+        floor_added_p50_ms: floorAddedP50,
+        floor_added_p99_ms: floorAddedP99,
+        proofs_signed_in_loop: proofs.signedOnDemand + floorProofs.signedOnDemand,
       },
     };
   } finally {
     await gatewayPool.close();
     await directPool.close();
+    await floorPool.close();
+    await floor.stop();
     await setup.stop();
   }
 }
@@ -282,14 +303,21 @@ async function measureThroughput(): Promise<MetricResult> {
 
   const setup = await setUp();
   const proxy = await startPeer("proxy", setup.upstream.origin);
+  const floor = await startPeer("floor", setup.upstream.origin);
   const gatewayPool = new Pool(setup.writ.issuer, { connections: concurrency });
   const proxyPool = new Pool(proxy.origin, { connections: concurrency });
+  const floorPool = new Pool(floor.origin, { connections: concurrency });
   try {
     const { token } = await requestToken(setup);
     const proofs = new DpopProofSigner(setup.agent.dpopJwk, token, "GET", setup.gatewayUrl);
     const viaProxy = (): Promise<number> => get(proxyPool, itemPath);
+    const floorProofs = new DpopProofSigner(setup.agent.dpopJwk, token, "GET", `${floor.origin}${itemPath}`);
+    const viaFloor = (): Promise<number> =>
+      get(floorPool, itemPath, { authorization: `DPoP ${token}`, dpop: floorProofs.next() });
 
     const bare = await closedLoopRate(viaProxy, concurrency, warmupSeconds, durationSeconds);
+    floorProofs.presign(proofStock);
+    const floorLoop = await closedLoopRate(viaFloor, concurrency, warmupSeconds, durationSeconds);
     proofs.presign(proofStock);
     const gateway = await closedLoopRate(
       gatewaySender(setup, gatewayPool, token, proofs),
@@ -298,7 +326,11 @@ async function measureThroughput(): Promise<MetricResult> {
       durationSeconds,
     );
 
-    const errorSamples = { ...bare.loop.errorSamples, ...gateway.loop.errorSamples };
+    const errorSamples = {
+      ...bare.loop.errorSamples,
+      ...floorLoop.loop.errorSamples,
+      ...gateway.loop.errorSamples,
+    };
     return {
       name: "gateway_throughput",
       value: roundSignificant(gateway.rate),
@@ -315,9 +347,11 @@ async function measureThroughput(): Promise<MetricResult> {
         `${warmupSeconds} s of warm-up, against the same closed loop through the bare proxy process. ` +
         `Gateway latency p50 ${ms(gateway.latency.p50)}, p99 ${ms(gateway.latency.p99)}; bare hop p50 ` +
         `${ms(bare.latency.p50)}, p99 ${ms(bare.latency.p99)}. The load generator runs in the bench ` +
-        "process and shares the machine with both." +
+        "process and shares the machine with both. The enforcement floor (bench/lib/enforcement-floor.ts: " +
+        "the proof, Cedar and a durable SQLite row, then the hop, and nothing else) reached " +
+        `${formatNumber(floorLoop.rate, 0)} requests/s, ratio ${formatNumber(floorLoop.rate / bare.rate, 3)}.` +
         (Object.keys(errorSamples).length > 0 ? ` Failures: ${JSON.stringify(errorSamples)}.` : ""),
-      errors: bare.loop.errors + gateway.loop.errors,
+      errors: bare.loop.errors + floorLoop.loop.errors + gateway.loop.errors,
       details: {
         concurrency,
         duration_s: durationSeconds,
@@ -330,13 +364,20 @@ async function measureThroughput(): Promise<MetricResult> {
         bare_requests: bare.loop.completed,
         bare_p50_ms: roundSignificant(bare.latency.p50),
         bare_p99_ms: roundSignificant(bare.latency.p99),
+        floor_requests: floorLoop.loop.completed,
+        floor_errors: floorLoop.loop.errors,
+        floor_ratio: roundSignificant(floorLoop.rate / bare.rate),
+        floor_p50_ms: roundSignificant(floorLoop.latency.p50),
+        floor_p99_ms: roundSignificant(floorLoop.latency.p99),
         proofs_presigned: proofStock,
-        proofs_signed_in_loop: proofs.signedOnDemand,
+        proofs_signed_in_loop: proofs.signedOnDemand + floorProofs.signedOnDemand,
       },
     };
   } finally {
     await gatewayPool.close();
     await proxyPool.close();
+    await floorPool.close();
+    await floor.stop();
     await proxy.stop();
     await setup.stop();
   }

@@ -6,8 +6,10 @@
  *   a small JSON body.
  * - `node --import tsx bench/lib/gateway-peers.ts proxy URL` forwards every request to URL with
  *   undici's `request` and relays the response: the bare proxy hop that the gateway is compared with.
+ * - `node --import tsx bench/lib/gateway-peers.ts floor URL` forwards to URL after the steps every
+ *   gateway must take per request (`enforcement-floor.ts`): what any gateway doing them could reach.
  *
- * Both listen on a free port of 127.0.0.1 and print that port on standard output.
+ * Each listens on a free port of 127.0.0.1 and print that port on standard output.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
@@ -16,6 +18,7 @@ import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { Agent, request } from "undici";
+import { enforcementFloor } from "./enforcement-floor.js";
 
 const thisFile = fileURLToPath(import.meta.url);
 const startTimeoutMs = 15_000;
@@ -31,7 +34,10 @@ export interface PeerProcess {
 }
 
 /** Starts this module as a child process in `mode` and resolves once it listens. */
-export async function startPeer(mode: "upstream" | "proxy", ...args: string[]): Promise<PeerProcess> {
+export async function startPeer(
+  mode: "upstream" | "proxy" | "floor",
+  ...args: string[]
+): Promise<PeerProcess> {
   const child = spawn(process.execPath, ["--import", "tsx", thisFile, mode, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -99,7 +105,8 @@ async function serve(mode: string, target: string | undefined): Promise<void> {
   let handler: (request: IncomingMessage, response: ServerResponse) => void;
   if (mode === "upstream") handler = answerUpstream;
   else if (mode === "proxy" && target !== undefined) handler = forwardTo(target);
-  else throw new Error(`usage: gateway-peers.ts upstream | proxy URL (got "${mode}")`);
+  else if (mode === "floor" && target !== undefined) handler = enforcementFloor(target);
+  else throw new Error(`usage: gateway-peers.ts upstream | proxy URL | floor URL (got "${mode}")`);
 
   const server = createServer({ keepAliveTimeout: 60_000 }, handler);
   server.listen(0, "127.0.0.1");
