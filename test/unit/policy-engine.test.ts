@@ -134,3 +134,27 @@ test("action outside the token stays forbidden whatever a site policy permits", 
     "deny",
   );
 });
+
+test("unchanged reload keeps the policies in force", () => {
+  const engine = new PolicyEngine();
+  const site = { "no-admin": `forbid (principal, action, resource) when { context.path like "/admin/*" };` };
+  assert.equal(engine.load([github], site), true);
+  assert.equal(engine.load([github], { ...site }), false);
+  assert.equal(engine.evaluate(request(github, "gh:read", { path: "/admin/users" })).decision, "deny");
+
+  // A changed policy text, a removed policy or a new tool is loaded.
+  assert.equal(engine.load([github], { "no-admin": site["no-admin"].replace("/admin/*", "/root/*") }), true);
+  assert.equal(engine.evaluate(request(github, "gh:read", { path: "/admin/users" })).decision, "allow");
+  assert.equal(engine.load([github], {}), true);
+  assert.equal(engine.load([github, memory], {}), true);
+  assert.equal(engine.evaluate(request(memory, "memory:read_graph")).decision, "allow");
+});
+
+test("failed load keeps the previous policies", () => {
+  const engine = new PolicyEngine();
+  engine.load([github], {});
+  const broken = { broken: "permit (principal, action, resource) when { context.no_such_field };" };
+  assert.throws(() => engine.load([github], broken), /invalid policies/);
+  assert.equal(engine.evaluate(request(github, "gh:read")).decision, "allow");
+  assert.throws(() => engine.load([github], broken), /invalid policies/);
+});
