@@ -1,7 +1,9 @@
 import { test, describe, before, after, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import { Readable } from "node:stream";
+import { Client } from "undici";
 import type * as oauth from "oauth4webapi";
 import type { AuditRecord } from "../../src/audit/chain.js";
 import { ApiError, type AdminClient } from "../../src/cli/admin-client.js";
@@ -44,6 +46,15 @@ async function allAuditEvents(admin: AdminClient): Promise<AuditRecord[]> {
     if (last === undefined) return events;
     events.push(...page.events);
     after = last.seq;
+  }
+}
+
+/** Calls `check` every 50 ms until it returns true, failing after `limitMs`. */
+async function waitFor(check: () => Promise<boolean>, limitMs = 5000): Promise<void> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > limitMs) assert.fail(`condition not met within ${limitMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -204,6 +215,14 @@ describe("gateway for HTTP tools", () => {
       assert.equal(response.headers["x-upstream"], "ok");
     });
 
+    test("echo in other case removed", () => {
+      assert.equal(response.headers["x-echo-upper"], undefined);
+    });
+
+    test("base64 echo removed", () => {
+      assert.equal(response.headers["x-echo-base64"], undefined);
+    });
+
     test("agent token and proof not forwarded", () => {
       const seen = upstream.seen[0];
       assert.equal(seen?.headers.dpop, undefined);
@@ -276,7 +295,13 @@ describe("gateway for HTTP tools", () => {
       ["X-Forwarded-Host", "admin.internal"],
       ["Forwarded", "for=10.0.0.1;host=admin.internal"],
       ["X-Real-IP", "10.0.0.1"],
+      ["True-Client-IP", "10.0.0.1"],
+      ["CF-Connecting-IP", "10.0.0.1"],
       ["X-HTTP-Method-Override", "DELETE"],
+      ["X-Original-Method", "DELETE"],
+      ["X-Original-URL", "/admin/delete"],
+      ["X-Rewrite-URL", "/admin/delete"],
+      ["Writ-Decision-Id", "forged-decision"],
     ];
     let response: ToolResponse;
 
@@ -530,6 +555,83 @@ describe("gateway for HTTP tools", () => {
       const response = await call(workerToken, "/tools/gh/moved/truncated");
       assert.equal(response.status, 503);
       assert.equal(response.json().error, "temporarily_unavailable");
+
+      // The allow stays the decision's one verdict, and the failure follows it.
+      const decisionId = response.json().decision_id;
+      const events = (await allAuditEvents(broker.admin)).filter(
+        (event) => event.data.decision_id === decisionId,
+      );
+      assert.deepEqual(
+        events.map((event) => event.kind),
+        ["tool_call.allowed", "tool_call.failed"],
+      );
+    });
+
+    test("long body cut short ends the response", async () => {
+      const client = new Client(broker.issuer);
+      try {
+        const response = await client.request({
+          method: "GET",
+          path: "/tools/gh/moved/truncated-large",
+          headers: {
+            authorization: `DPoP ${workerToken.accessToken}`,
+            dpop: await signResourceProof(
+              workerToken.dpopKeys,
+              "GET",
+              `${broker.issuer}/tools/gh/moved/truncated-large`,
+              workerToken.accessToken,
+            ),
+          },
+          bodyTimeout: 10_000,
+        });
+        assert.equal(response.statusCode, 200);
+        // The gateway closes the connection, so the client sees the body end early, not time out.
+        await assert.rejects(response.body.arrayBuffer(), (error: { code?: string }) => {
+          assert.notEqual(error.code, "UND_ERR_BODY_TIMEOUT");
+          return true;
+        });
+
+        const decisionId = String(response.headers["writ-decision-id"]);
+        await waitFor(async () =>
+          (await allAuditEvents(broker.admin)).some(
+            (event) => event.kind === "tool_call.failed" && event.data.decision_id === decisionId,
+          ),
+        );
+      } finally {
+        await client.close();
+      }
+    });
+
+    test("expect 100-continue body forwarded", async () => {
+      upstream.seen.length = 0;
+      const body = randomBytes(1500);
+      const target = "/tools/gh/uploads/expect";
+      const proof = await signResourceProof(
+        workerToken.dpopKeys,
+        "POST",
+        `${broker.issuer}${target}`,
+        workerToken.accessToken,
+      );
+      const status = await new Promise<number>((resolve, reject) => {
+        const outgoing = httpRequest(`${broker.issuer}${target}`, {
+          method: "POST",
+          headers: {
+            authorization: `DPoP ${workerToken.accessToken}`,
+            dpop: proof,
+            expect: "100-continue",
+            "content-length": String(body.length),
+          },
+        });
+        outgoing.on("continue", () => outgoing.end(body));
+        outgoing.on("response", (incoming) => {
+          incoming.resume();
+          incoming.on("end", () => resolve(incoming.statusCode ?? 0));
+        });
+        outgoing.on("error", reject);
+      });
+      assert.equal(status, 200);
+      assert.equal(upstream.seen[0]?.body.length, body.length);
+      assert.equal(upstream.seen[0]?.headers.expect, undefined);
     });
 
     test("redirect returned unfollowed", async () => {

@@ -39,7 +39,9 @@ export interface RecordingUpstream {
  * credentials. `GET /moved/…` redirects with 302 to `/admin/after-redirect`, so a gateway that followed
  * redirects would show up as an `/admin` request. Every other path answers 200 with JSON naming the
  * method, target and SHA-256 of the body. The headers `x-echo-authorization` and `x-echo-url` echo
- * what arrived, so tests can check that the gateway strips echoed credentials.
+ * what arrived, `x-echo-upper` the authorization in upper case and `x-echo-base64` its base64, so
+ * tests can check that the gateway strips echoed credentials. `GET /moved/truncated` and
+ * `/moved/truncated-large` declare 100 and 1,000,000 bytes, send a few and close the connection.
  */
 export async function startRecordingUpstream(credentials: UpstreamCredentials): Promise<RecordingUpstream> {
   const seen: SeenRequest[] = [];
@@ -67,7 +69,8 @@ export async function startRecordingUpstream(credentials: UpstreamCredentials): 
       }
       if (url.startsWith("/moved/truncated")) {
         // Declares more bytes than it sends, then hangs up: a response broken off by the upstream.
-        response.writeHead(200, { "content-type": "text/plain", "content-length": "100" });
+        const declared = url.startsWith("/moved/truncated-large") ? "1000000" : "100";
+        response.writeHead(200, { "content-type": "text/plain", "content-length": declared });
         response.write("short", () => response.socket?.destroy());
         return;
       }
@@ -80,6 +83,8 @@ export async function startRecordingUpstream(credentials: UpstreamCredentials): 
         "content-type": "application/json",
         "x-upstream": "ok",
         "x-echo-authorization": authorization ?? "",
+        "x-echo-upper": (authorization ?? "").toUpperCase(),
+        "x-echo-base64": Buffer.from(authorization ?? "").toString("base64"),
         "x-echo-url": url,
       });
       response.end(

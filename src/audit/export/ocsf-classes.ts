@@ -124,9 +124,9 @@ function sourceEndpoint(ip: string | undefined, jkt: string | undefined): Record
 }
 
 /**
- * Maps a gateway decision (`tool_call.allowed`, `denied` or `held`) to API Activity (6003). The
- * activity follows the HTTP method, or the MCP method for an MCP tool. `actor.authorizations` contains
- * the decision, one entry per deciding policy.
+ * Maps a gateway decision (`tool_call.allowed`, `denied`, `held` or `failed`) to API Activity
+ * (6003). The activity follows the HTTP method, or the MCP method for an MCP tool.
+ * `actor.authorizations` contains the decision, one entry per deciding policy.
  */
 export function apiActivityEvent(record: AuditRecord): OcsfClassEvent | undefined {
   if (!record.kind.startsWith("tool_call.")) return undefined;

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { Transform, type Readable } from "node:stream";
+import { pipeline, Transform, type Readable } from "node:stream";
 import { Agent, request } from "undici";
 import { WritError, isWritError } from "../../errors/writ-error.js";
 
@@ -17,19 +17,36 @@ const hopByHop = new Set([
 ]);
 
 /**
- * Request fields the agent may not pass upstream: its own credentials, forwarding claims that a
- * client could forge, and method overrides that would change what was authorised.
+ * Request fields the agent may not pass upstream. These are its own credentials, and forwarding and
+ * client-address claims that a client could forge. Some upstream frameworks honour method and path
+ * overrides, which would change what was authorised. The decision id is the gateway's to set.
+ * `expect` is answered by the gateway's HTTP server, and undici rejects a request that carries it.
  */
 const strippedFromAgent = new Set([
   "authorization",
   "dpop",
   "host",
+  "cookie",
+  "expect",
   "forwarded",
   "x-real-ip",
+  "true-client-ip",
+  "client-ip",
+  "x-client-ip",
+  "x-cluster-client-ip",
+  "cf-connecting-ip",
+  "fastly-client-ip",
   "x-http-method-override",
   "x-http-method",
   "x-method-override",
-  "cookie",
+  "x-original-method",
+  "x-original-url",
+  "x-original-uri",
+  "x-rewrite-url",
+  "x-override-url",
+  "x-original-host",
+  "x-host",
+  "writ-decision-id",
 ]);
 
 export interface UpstreamRequest {
@@ -72,7 +89,7 @@ export class Forwarder {
       response = await request(upstream.url, {
         method: upstream.method as "GET",
         headers,
-        body: upstream.body === null ? null : upstream.body.pipe(limitBytes(upstream.maxBodyBytes)),
+        body: upstream.body === null ? null : limited(upstream.body, upstream.maxBodyBytes),
         dispatcher: this.agent,
         headersTimeout: upstream.timeoutMs,
         bodyTimeout: upstream.timeoutMs,
@@ -99,7 +116,7 @@ export class Forwarder {
     return {
       status: response.statusCode,
       headers: passed,
-      body: response.body.pipe(limitBytes(upstream.maxBodyBytes)),
+      body: limited(response.body, upstream.maxBodyBytes),
     };
   }
 
@@ -145,14 +162,16 @@ export function responseHeaders(
   secretValues: readonly string[],
 ): Record<string, string | string[]> {
   const named = connectionTokens(incoming.connection);
+  const lowered = secretValues.filter((secret) => secret.length > 0).map((secret) => secret.toLowerCase());
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined) continue;
     const lower = name.toLowerCase();
     if (hopByHop.has(lower) || named.has(lower)) continue;
-    const values = Array.isArray(value) ? value : [value];
-    if (values.some((text) => secretValues.some((secret) => secret.length > 0 && text.includes(secret))))
-      continue;
+    // Compared without case, since an upstream may echo a value in other case. Base64 forms then
+    // match more than they should, which removes a header too many rather than one too few.
+    const values = (Array.isArray(value) ? value : [value]).map((text) => text.toLowerCase());
+    if (values.some((text) => lowered.some((secret) => text.includes(secret)))) continue;
     headers[lower] = value;
   }
   return headers;
@@ -166,6 +185,17 @@ function connectionTokens(value: string | string[] | undefined): Set<string> {
       .map((token) => token.trim().toLowerCase())
       .filter((token) => token !== ""),
   );
+}
+
+/**
+ * Returns `source` through a stream that fails once more than `maxBytes` have gone through it. An
+ * error of `source` (the peer closed early, a body timeout) fails the returned stream too. Its reader
+ * then sees that the body was cut short, instead of waiting for an end that never comes.
+ */
+function limited(source: Readable, maxBytes: number): Readable {
+  return pipeline(source, limitBytes(maxBytes), () => {
+    // Errors reach the returned stream's readers; pipeline has already destroyed both streams.
+  });
 }
 
 /** A pass-through stream that fails once more than `maxBytes` have gone through it. */

@@ -8,8 +8,9 @@ export interface Injection {
   /** Query parameters to set, replacing any the client sent under the same name. */
   query: [string, string][];
   /**
-   * Every form an injected value can take on the wire (raw, percent-encoded, form-encoded, and the
-   * base64 of each Basic credential), so that a response header echoing one of them is removed.
+   * Every form an injected value can take on the wire: raw, percent-encoded, form-encoded, and the
+   * base64 of each Basic credential. The base64 and base64url of each secret and injected header
+   * value are added too. A response header that echoes any of them is removed.
    */
   echoForms: string[];
 }
@@ -33,10 +34,14 @@ export async function renderInjection(
     forms.add(value);
     forms.add(encodeURIComponent(value));
     forms.add(new URLSearchParams([["", value]]).toString().slice(1));
+    addBase64Forms(forms, value);
   }
   for (const rule of config.inject) {
     const value = renderTemplate(rule.template, values);
-    if (rule.location === "header") injection.headers[rule.name.toLowerCase()] = value;
+    if (rule.location === "header") {
+      injection.headers[rule.name.toLowerCase()] = value;
+      addBase64Forms(forms, value);
+    }
     if (rule.location === "basic") {
       const credential = Buffer.from(`${rule.name}:${value}`).toString("base64");
       injection.headers.authorization = `Basic ${credential}`;
@@ -46,4 +51,35 @@ export async function renderInjection(
   }
   injection.echoForms = [...forms];
   return injection;
+}
+
+/** Adds the base64 and base64url encodings of `value`, without padding, to `forms`. */
+function addBase64Forms(forms: Set<string>, value: string): void {
+  const bytes = Buffer.from(value);
+  forms.add(bytes.toString("base64").replace(/=+$/, ""));
+  forms.add(bytes.toString("base64url"));
+}
+
+/**
+ * Returns the query to forward: the agent's query as received, less every parameter named like an
+ * injected one, then the injected parameters, form-encoded. Names are compared without case, because
+ * some upstreams read them that way. The agent's other parameters are not decoded and encoded again,
+ * so the upstream reads the values the agent sent.
+ */
+export function withInjectedQuery(rawQuery: string, injected: readonly [string, string][]): string {
+  const names = new Set(injected.map(([name]) => name.toLowerCase()));
+  const agentParts = rawQuery.split("&").filter((part) => part !== "" && !names.has(parameterName(part)));
+  const added = new URLSearchParams(injected).toString();
+  return [...agentParts, added].join("&");
+}
+
+/** Returns the decoded, lowercased name of one `name=value` query part, or its raw name if that fails to decode. */
+function parameterName(part: string): string {
+  const equals = part.indexOf("=");
+  const raw = (equals === -1 ? part : part.slice(0, equals)).replace(/\+/g, " ");
+  try {
+    return decodeURIComponent(raw).toLowerCase();
+  } catch {
+    return raw.toLowerCase();
+  }
 }

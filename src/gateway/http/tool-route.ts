@@ -18,7 +18,7 @@ import type { RiskScorer } from "../risk.js";
 import { Forwarder } from "./forward.js";
 import { matchActions, parseHttpPattern, type HttpPattern } from "./match-action.js";
 import { normalisePath } from "./normalise-path.js";
-import { renderInjection } from "./inject.js";
+import { renderInjection, withInjectedQuery } from "./inject.js";
 
 export interface ToolRouteDependencies {
   backend: GatewayBackend;
@@ -51,6 +51,8 @@ export interface Outcome {
   approvalStatus?: "granted" | "pending" | "rejected";
   /** The address the request came from: the socket's peer, never a forwarding header. */
   clientIp?: string;
+  /** The verdict already in the audit log. A later failure is then recorded as a failure, not a second verdict. */
+  recorded?: "allowed" | "denied" | "held";
 }
 
 /**
@@ -375,15 +377,10 @@ async function forward(
 ): Promise<FastifyReply> {
   const { tool, config, path } = allowed;
   const injection = await renderInjection(dependencies.backend, tool.name, config);
-  let search = rawQuery;
-  if (injection.query.length > 0) {
-    const query = new URLSearchParams(rawQuery);
-    for (const [name, value] of injection.query) {
-      query.delete(name);
-      query.append(name, value);
-    }
-    search = query.toString();
-  }
+  // A revocation may have arrived while the decision was being made durable. It is checked again
+  // after the last wait before the request leaves, so nothing goes upstream once it is known.
+  if (outcome.claims !== undefined) rejectIfRevoked(dependencies.backend.revocations, outcome.claims);
+  const search = injection.query.length > 0 ? withInjectedQuery(rawQuery, injection.query) : rawQuery;
   const hasBody =
     request.method !== "GET" &&
     request.method !== "HEAD" &&
@@ -404,12 +401,22 @@ async function forward(
     injection.echoForms,
   );
   if (!Buffer.isBuffer(upstream.body)) {
-    upstream.body.on("error", (error) =>
-      dependencies.log.info(
-        { [logFields.decisionId]: outcome.decisionId, err: error },
-        "upstream response stream failed",
-      ),
-    );
+    // The status and head are sent by then, so the agent learns of the failure from the connection
+    // closing before the body's end, and the audit log from a `tool_call.failed` event.
+    upstream.body.on("error", (error) => {
+      const fields = {
+        [logFields.decisionId]: outcome.decisionId,
+        [logFields.taskId]: outcome.claims?.task_id,
+        [logFields.jti]: outcome.claims?.jti,
+      };
+      dependencies.log.info({ ...fields, err: error }, "upstream response stream failed");
+      outcome.reason = isWritError(error)
+        ? (error.detail ?? error.description)
+        : `the upstream response was cut short: ${(error as Error).message}`;
+      record(dependencies, outcome, "failed").catch((auditError: unknown) =>
+        dependencies.log.error({ ...fields, err: auditError }, "audit of a failed tool request failed"),
+      );
+    });
   }
   return reply
     .code(upstream.status)
@@ -417,11 +424,15 @@ async function forward(
     .send(upstream.body);
 }
 
-/** Appends the decision to the audit log; the request is forwarded only once this resolves. */
+/**
+ * Appends the decision to the audit log, and the request is forwarded only once this resolves.
+ * `failed` records that an allowed call did not complete, because the upstream failed or the token
+ * was revoked before it left. Each decision id thus has one verdict.
+ */
 async function record(
   dependencies: ToolRouteDependencies,
   outcome: Outcome,
-  verdict: "allowed" | "denied" | "held",
+  verdict: "allowed" | "denied" | "held" | "failed",
 ): Promise<void> {
   const claims = outcome.claims;
   const chain = claims === undefined ? undefined : actorChain(claims);
@@ -432,7 +443,7 @@ async function record(
     jti: claims?.jti ?? null,
     data: {
       decision_id: outcome.decisionId,
-      decision: verdict === "allowed" ? "allow" : "deny",
+      decision: verdict === "allowed" || verdict === "failed" ? "allow" : "deny",
       reason: outcome.reason,
       initiator: outcome.initiator ?? null,
       sub: chain?.sub ?? null,
@@ -451,6 +462,7 @@ async function record(
       client_ip: outcome.clientIp ?? null,
     },
   });
+  if (verdict !== "failed") outcome.recorded = verdict;
 }
 
 export async function refuse(
@@ -476,10 +488,11 @@ export async function refuse(
     dependencies.log.error({ ...fields, err: writError.cause ?? writError }, "tool request failed");
   else dependencies.log.info(fields, "tool request refused");
   if (reply.sent) return reply;
+  const verdict = outcome.recorded === "allowed" ? "failed" : "denied";
   try {
-    await record(dependencies, outcome, "denied");
+    await record(dependencies, outcome, verdict);
   } catch (auditError) {
-    dependencies.log.error({ ...fields, err: auditError }, "audit of a denied tool request failed");
+    dependencies.log.error({ ...fields, err: auditError }, `audit of a ${verdict} tool request failed`);
   }
   if (
     writError.code === "invalid_token" ||

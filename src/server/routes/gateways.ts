@@ -38,10 +38,10 @@ export function registerGatewayRoutes(app: FastifyInstance, context: BrokerConte
     const inputs = body.events.map((entry: unknown) => {
       const event = (typeof entry === "object" && entry !== null ? entry : {}) as Record<string, unknown>;
       const kind = typeof event.kind === "string" ? event.kind : "";
-      if (!/^tool_call\.(allowed|denied)$/.test(kind)) {
+      if (!/^tool_call\.(allowed|denied|failed)$/.test(kind)) {
         throw new WritError(
           "invalid_request",
-          `a gateway records only tool_call.allowed and tool_call.denied, not "${kind}"`,
+          `a gateway records only tool_call.allowed, tool_call.denied and tool_call.failed, not "${kind}"`,
         );
       }
       if (typeof event.actor !== "string")
