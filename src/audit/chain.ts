@@ -1,9 +1,5 @@
 import { hash } from "node:crypto";
-import canonicalizeModule from "canonicalize";
-
-// The package is CommonJS exporting the function itself, while its typings declare an ES default export,
-// so under NodeNext resolution the default import is the function at run time but not to the compiler.
-const canonicalize = canonicalizeModule as unknown as (input: unknown) => string | undefined;
+import { canonicalJsonText } from "./canonical-json.js";
 
 /** The version of the hashed form below; a change to what is hashed gets a new version. */
 export const chainVersion = 1;
@@ -27,9 +23,11 @@ export interface AuditRecord {
 
 /** Returns the RFC 8785 canonical JSON of a value; throws for a value JSON cannot represent. */
 export function canonicalJson(value: unknown): string {
-  const canonical = canonicalize(value);
-  if (canonical === undefined) throw new TypeError("audit event cannot be canonicalized");
-  return canonical;
+  try {
+    return canonicalJsonText(value);
+  } catch (error) {
+    throw new TypeError(`audit event cannot be canonicalized: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /**
