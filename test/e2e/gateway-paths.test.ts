@@ -1,5 +1,6 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { startTestBroker, type TestBroker } from "../support/broker.js";
 import {
   discover,
@@ -10,6 +11,7 @@ import {
 } from "../support/agent-client.js";
 import {
   callTool,
+  signResourceProof,
   startRecordingUpstream,
   type RecordingUpstream,
   type ToolResponse,
@@ -44,6 +46,19 @@ const tricks: [target: string, status: number, error: string][] = [
   // upstream would see `/repos/x`, a path the task does not name.
   ["/tools/t/repos/x#/issues/1", 400, "invalid_request"],
 ];
+
+/** Sends `head` (a request line and fields) over a new connection and returns the status code. */
+async function sendRaw(origin: string, head: string): Promise<number> {
+  const { hostname, port } = new URL(origin);
+  const socket = connect(Number(port), hostname);
+  socket.write(`${head}\r\nConnection: close\r\n\r\n`);
+  let reply = "";
+  for await (const chunk of socket) reply += String(chunk);
+  const status = /^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1];
+  if (status === undefined)
+    assert.fail(`no HTTP/1.1 status line in the reply: ${JSON.stringify(reply.slice(0, 200))}`);
+  return Number(status);
+}
 
 /** Allowed raw targets and the exact target the upstream must see for each. */
 const normalised: [target: string, upstreamTarget: string][] = [
@@ -151,6 +166,41 @@ describe("gateway path normalisation", () => {
       const response = await call(token, "/tools/t/repos/x/issues/%zz");
       assert.equal(response.status, 400);
       assert.equal(response.json().error, "invalid_request");
+    });
+  });
+
+  describe("absolute-form target", () => {
+    async function sendAbsolute(authority: string, path: string): Promise<number> {
+      const proof = await signResourceProof(
+        token.dpopKeys,
+        "GET",
+        `${broker.issuer}${path}`,
+        token.accessToken,
+      );
+      return sendRaw(
+        broker.issuer,
+        `GET http://${authority}${path} HTTP/1.1\r\nHost: ${new URL(broker.issuer).host}\r\n` +
+          `Authorization: DPoP ${token.accessToken}\r\nDPoP: ${proof}`,
+      );
+    }
+
+    test("allowed path forwarded", async () => {
+      upstream.seen.length = 0;
+      assert.equal(await sendAbsolute(new URL(broker.issuer).host, "/tools/t/repos/x/issues/8"), 200);
+      assert.deepEqual(
+        upstream.seen.map((seen) => seen.url),
+        ["/repos/x/issues/8"],
+      );
+    });
+
+    test("authority plays no part", async () => {
+      upstream.seen.length = 0;
+      assert.equal(await sendAbsolute("admin.internal", "/tools/t/repos/x/issues/9"), 200);
+      assert.equal(await sendAbsolute("admin.internal", "/tools/t/admin/x"), 403);
+      assert.deepEqual(
+        upstream.seen.map((seen) => seen.url),
+        ["/repos/x/issues/9"],
+      );
     });
   });
 

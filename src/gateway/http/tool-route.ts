@@ -78,7 +78,7 @@ async function handle(
   dependencies: ToolRouteDependencies,
   forwarder: Forwarder,
 ): Promise<FastifyReply> {
-  const rawUrl = request.raw.url ?? "/";
+  const rawUrl = originForm(request.raw.url ?? "/");
   const queryAt = rawUrl.indexOf("?");
   const outcome = newOutcome(request.method);
   outcome.clientIp = request.ip;
@@ -111,6 +111,19 @@ async function handle(
   } catch (error) {
     return refuse(request, reply, dependencies, error, outcome);
   }
+}
+
+/**
+ * Returns a request target in origin form. An absolute-form target (RFC 9112 section 3.2.2), which a
+ * server must accept, loses its scheme and authority; the rest is kept byte for byte. writ builds
+ * every URL it checks from its public URL, so the authority is not used.
+ */
+export function originForm(target: string): string {
+  if (target.startsWith("/")) return target;
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(target);
+  if (authority === null) return target;
+  const rest = target.slice(authority[0].length);
+  return rest.startsWith("/") ? rest : `/${rest}`;
 }
 
 /** A request as enforcement reads it: its method, raw target path and credentials. */
