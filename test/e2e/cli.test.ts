@@ -1,6 +1,7 @@
 import { test, describe, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { access, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -105,6 +106,25 @@ describe("writ CLI", () => {
       ]);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(await fileMode(adminKeyPath), 0o600);
+    });
+
+    test("closed output pipe ends quietly", async () => {
+      // The reader is gone before the command writes, as with `writ audit list --json | head -0`.
+      const child = spawn(
+        process.execPath,
+        [cliPath, "--data", dataDir, "--admin-key", adminKeyPath, "--json", "audit", "list"],
+        {
+          cwd: root,
+          env: environment,
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      child.stdout.destroy();
+      let stderr = "";
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+      const [code] = (await once(child, "exit")) as [number | null];
+      assert.equal(code, 0, stderr);
+      assert.equal(stderr, "");
     });
 
     test("init rejects existing key file", async () => {
