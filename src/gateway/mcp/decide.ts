@@ -147,13 +147,16 @@ export async function decideMcp(
   return result.decision === "allow";
 }
 
-/** Appends the decision to the audit log; the message is forwarded only once this resolves. */
+/**
+ * Appends the decision to the audit log; the message is forwarded only once this resolves. `failed`
+ * follows an allow whose message was not relayed after all.
+ */
 export async function recordMcp(
   backend: GatewayBackend,
   claims: AccessTokenClaims | undefined,
   tool: string,
   outcome: McpOutcome,
-  verdict: "allowed" | "denied",
+  verdict: "allowed" | "denied" | "failed",
 ): Promise<void> {
   const chain = claims === undefined ? undefined : actorChain(claims);
   await backend.record({
@@ -163,7 +166,7 @@ export async function recordMcp(
     jti: claims?.jti ?? null,
     data: {
       decision_id: outcome.decisionId,
-      decision: verdict === "allowed" ? "allow" : "deny",
+      decision: verdict === "denied" ? "deny" : "allow",
       reason: outcome.reason,
       initiator: outcome.initiator,
       sub: chain?.sub ?? null,

@@ -30,8 +30,10 @@ import {
   type Tool as McpTool,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { Logger } from "pino";
+import { isWritError } from "../../errors/writ-error.js";
 import { logFields } from "../../log/fields.js";
 import type { McpTargetKind, McpToolConfig } from "../../tools/mcp-config.js";
+import { rejectIfRevoked } from "../authenticate.js";
 import type { GatewayBackend } from "../backend.js";
 import type { RiskScorer } from "../risk.js";
 import {
@@ -132,16 +134,26 @@ export function buildMcpServer(
     }
   }
 
-  /** Records a decision durably, then throws the JSON-RPC denial with its decision id when denied. */
+  /**
+   * Records a decision durably, then throws the JSON-RPC denial with its decision id when denied. A
+   * revocation that arrived while the decision was being made durable stops an allowed message here,
+   * before it is relayed, and is recorded as `tool_call.failed`.
+   */
   async function enforce(outcome: McpOutcome, allowed: boolean, denial: string): Promise<void> {
-    await recordMcp(
-      dependencies.backend,
-      caller.claims,
-      caller.tool.name,
-      outcome,
-      allowed ? "allowed" : "denied",
-    );
+    const record = (verdict: "allowed" | "denied" | "failed") =>
+      recordMcp(dependencies.backend, caller.claims, caller.tool.name, outcome, verdict);
+    await record(allowed ? "allowed" : "denied");
     if (!allowed) throw new McpError(mcpErrorCodes.denied, denial, { decision_id: outcome.decisionId });
+    try {
+      rejectIfRevoked(dependencies.backend.revocations, caller.claims);
+    } catch (error) {
+      const detail = isWritError(error) ? error.detail : undefined;
+      outcome.reason = `the token was revoked before the message was relayed: ${detail ?? "revoked"}`;
+      await record("failed");
+      throw new McpError(mcpErrorCodes.denied, "the access token was revoked", {
+        decision_id: outcome.decisionId,
+      });
+    }
   }
 
   /** Decides and audits one message; throws the JSON-RPC denial, with the decision id, when denied. */
