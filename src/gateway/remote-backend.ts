@@ -26,6 +26,8 @@ const firstSnapshotWaitMs = 5000;
 
 export interface RemoteBackendOptions {
   client: AdminClient;
+  /** This gateway's registered name, the last segment of its SPIFFE ID. */
+  gatewayName: string;
   issuer: string;
   publicUrl: string;
   spool: AuditSpool;
@@ -48,6 +50,13 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
   const keys = new Map<string, VerificationKey>();
   let keysFetchedAtMs = -Infinity;
   const tools = new Map<string, { tool: Tool | undefined; atMs: number }>();
+  // An HTTP tool is served only by the gateways it is assigned to, which alone may fetch its secrets,
+  // so to this gateway any other is unknown and its requests get 404 before anything is decided.
+  const servedHere = (tool: Tool): Tool | undefined => {
+    if (tool.kind !== "http") return tool;
+    const assigned = (tool.config as { gateways?: unknown }).gateways;
+    return Array.isArray(assigned) && assigned.includes(options.gatewayName) ? tool : undefined;
+  };
   const tasks = new Map<string, TaskFacts>();
   const secrets = new Map<string, { value: string; atMs: number }>();
 
@@ -91,7 +100,7 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
     policy.load(registered, Object.fromEntries(site.map((entry) => [entry.id, entry.text])));
     policyLoaded = true;
     const now = options.clock.nowMs();
-    for (const tool of registered) tools.set(tool.name, { tool, atMs: now });
+    for (const tool of registered) tools.set(tool.name, { tool: servedHere(tool), atMs: now });
   };
 
   let refreshes = 0;
@@ -147,7 +156,7 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
       const cached = tools.get(name);
       if (cached !== undefined && options.clock.nowMs() - cached.atMs < refreshMs) return cached.tool;
       try {
-        const tool = await client.call<Tool>("GET", `/v1/tools/${encodeURIComponent(name)}`);
+        const tool = servedHere(await client.call<Tool>("GET", `/v1/tools/${encodeURIComponent(name)}`));
         tools.set(name, { tool, atMs: options.clock.nowMs() });
         return tool;
       } catch (error) {

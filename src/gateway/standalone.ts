@@ -11,6 +11,7 @@ import { isLoopbackHost, normalisePublicUrl } from "../config/public-url.js";
 import { parseListen } from "../server/serve.js";
 import { createGateway } from "./gateway.js";
 import { createRemoteBackend } from "./remote-backend.js";
+import { parseSpiffeId } from "../identity/spiffe.js";
 import { AuditSpool } from "./spool.js";
 
 export interface StandaloneOptions {
@@ -44,13 +45,21 @@ export async function runStandaloneGateway(options: StandaloneOptions): Promise<
   const silenceBoundSeconds = options.silenceBoundSeconds ?? defaults.revocationSilenceBoundSeconds;
   checkSilenceBound(silenceBoundSeconds);
   const issuer = await discoverIssuer(options.brokerUrl, options.log);
-  const client = await AdminClient.connect({ issuer, key: await readKeyFile(options.keyFile) });
+  const key = await readKeyFile(options.keyFile);
+  const identity = parseSpiffeId(key.clientId);
+  if (identity?.path.length !== 2 || identity.path[0] !== "gateway") {
+    throw new Error(
+      `"${options.keyFile}" belongs to ${key.clientId}, not to a gateway: use the key file from writ gateway add`,
+    );
+  }
+  const client = await AdminClient.connect({ issuer, key });
 
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const spool = new AuditSpool(join(resolve(options.dataDir), "gateway-spool.db"), client, options.log);
   await spool.start();
   const backend = await createRemoteBackend({
     client,
+    gatewayName: identity.path[1] as string,
     issuer,
     publicUrl: normalisePublicUrl(options.publicUrl ?? `http://${options.listen}`),
     spool,

@@ -37,6 +37,7 @@ import {
   initBroker,
   requireBuiltCli,
   exitCodeWithin,
+  runWritJson,
   spawnGateway,
   spawnWrit,
   startBrokerProcess,
@@ -334,6 +335,57 @@ describe("separate gateway processes", () => {
       assert.equal(response.status, 200);
       const event = await firstEvent(response);
       assert.equal(event.type, "snapshot");
+    });
+  });
+
+  describe("assignment", () => {
+    test("gateway add stores public URL", async () => {
+      const added = await runWritJson<{ public_url: string | null }>([
+        "--data",
+        installation.dataDir,
+        "--admin-key",
+        installation.adminKeyFile,
+        "gateway",
+        "add",
+        "edge-url",
+        "--key-out",
+        join(root, "edge-url-key.json"),
+        "--public-url",
+        "https://edge.example.org",
+      ]);
+      assert.equal(added.public_url, "https://edge.example.org");
+    });
+
+    test("tool of another gateway not served", async () => {
+      await broker.admin.call("POST", "/v1/tools", {
+        name: "gh-edge-2",
+        kind: "http",
+        environment: "prod",
+        actions: [{ name: "read", spec: "GET /repos/**" }],
+        config: {
+          upstream: upstream.url,
+          inject: ["header:Authorization=Bearer ${secret:gh-token}"],
+          gateways: ["edge-2"],
+        },
+      });
+      const task = await startTask(broker, "agent-b", ["gh-edge-2:read"]);
+      const token = await requestTaskToken(as, agentB, task.id);
+      const [edge1, edge2] = gateways;
+      assert.ok(edge1 !== undefined && edge2 !== undefined, "two gateways run");
+      upstream.seen.length = 0;
+
+      const call = (gateway: RunningGateway) =>
+        callTool(gateway.url, {
+          target: "/tools/gh-edge-2/repos/writ/issues",
+          token: token.accessToken,
+          proofKeys: token.dpopKeys,
+        });
+      const refused = await call(edge1);
+      assert.equal(refused.status, 404, refused.text);
+      assert.equal(refused.json().error, "not_found");
+      assert.deepEqual(upstream.seen, []);
+      const served = await call(edge2);
+      assert.equal(served.status, 200, served.text);
     });
   });
 

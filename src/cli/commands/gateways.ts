@@ -68,6 +68,9 @@ export function registerGatewayCommands(program: Command): void {
     .option("--public-url <url>", "the URL agents reach it at, for DPoP htu checks by the decision API")
     .action((name: string, flags: { keyOut: string; tlsCert?: string; publicUrl?: string }) =>
       run(program, async (target, options) => {
+        // `writ gateway` has a --public-url of its own, and the parser gives a value written after
+        // `add` to that parent option, so the value is read from either.
+        const publicUrl = flags.publicUrl ?? gateway.opts<{ publicUrl?: string }>().publicUrl;
         const fingerprint =
           flags.tlsCert === undefined
             ? null
@@ -82,7 +85,7 @@ export function registerGatewayCommands(program: Command): void {
             name,
             public_jwk: key.publicJwk,
             tls_cert_sha256: fingerprint,
-            public_url: flags.publicUrl ?? null,
+            public_url: publicUrl ?? null,
           });
         } catch (error) {
           await file.abandon();
