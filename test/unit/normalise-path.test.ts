@@ -69,6 +69,10 @@ describe("normalisePath", () => {
     ["/a\u0000b", "control_character"],
     ["/a\tb", "control_character"],
     ["/a\u007fb", "control_character"],
+    ["/items/a b", "invalid_character"],
+    ["/items/\u00e9", "invalid_character"],
+    ["/items/a|b", "invalid_character"],
+    ["/items/[0]", "invalid_character"],
   ];
   for (const [raw, problem] of rejected) {
     test(`rejects ${JSON.stringify(raw)}`, () => {

@@ -9,18 +9,27 @@ export type PathProblem =
   | "path_parameter"
   | "fragment"
   | "control_character"
+  | "invalid_character"
   | "leaves_tool";
 
 export type NormalisedPath = { ok: true; path: string } | { ok: false; problem: PathProblem };
+
+/**
+ * Characters RFC 3986 (section 3.3) allows in a path as they are: unreserved, sub-delimiters, `:`,
+ * `@`, `/`, and `%` for escapes. Anything else, such as a space or a non-ASCII character, must come
+ * percent-encoded.
+ */
+const pathCharacters = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
 
 /** Characters RFC 3986 calls unreserved: the only ones whose percent-encoding is decoded. */
 const unreserved = /^[A-Za-z0-9\-._~]$/;
 
 /**
  * Normalises the path a request names under a tool, once, before matching: it rejects encoded `/`,
- * `\` and NUL, double encoding, backslashes, `;` parameters and `#`; decodes only percent-encoded
- * unreserved characters (other escapes keep their encoding, in uppercase hex); resolves `.` and `..`
- * segments; collapses repeated slashes; and, for a case-insensitive tool, lowercases. A `..` that
+ * `\` and NUL, double encoding, backslashes, `;` parameters, `#` and any character RFC 3986 does
+ * not allow unencoded in a path; decodes only percent-encoded unreserved characters (other escapes
+ * keep their encoding, in uppercase hex); resolves `.` and `..` segments; collapses repeated
+ * slashes; and, for a case-insensitive tool, lowercases. A `..` that
  * would climb above the tool's root is rejected rather than clamped. The result is both what is
  * authorised and what is forwarded.
  */
@@ -32,6 +41,7 @@ export function normalisePath(raw: string, options: { caseSensitive: boolean }):
   if (raw.includes("#")) return { ok: false, problem: "fragment" };
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(raw)) return { ok: false, problem: "control_character" };
+  if (!pathCharacters.test(raw)) return { ok: false, problem: "invalid_character" };
 
   let decoded = "";
   for (let index = 0; index < raw.length; index++) {
