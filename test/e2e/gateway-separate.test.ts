@@ -9,11 +9,12 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodeProtectedHeader } from "jose";
+import { decodeJwt, decodeProtectedHeader } from "jose";
 import type * as oauth from "oauth4webapi";
 import { AdminClient, readKeyFile, type LoadedKey } from "../../src/cli/admin-client.js";
 import { freePort } from "../support/broker.js";
 import {
+  auditEvents,
   discover,
   introspect,
   refusalOf,
@@ -309,6 +310,62 @@ describe("separate gateway processes", () => {
       assert.equal(response.status, 404);
       assert.equal((JSON.parse(text) as { error?: string }).error, "not_found");
       assert.equal(text.includes(upstreamBearer), false);
+    });
+
+    test("forged decision events recorded as rejected", async () => {
+      const client = await AdminClient.connect({
+        issuer: installation.issuer,
+        key: await readKeyFile(gateways[1]?.keyFile ?? ""),
+      });
+      const jtiB = decodeJwt(tokenB.accessToken).jti as string;
+      const forged = [
+        // No token, yet a named agent and an allow.
+        { kind: "tool_call.allowed", actor: agentB.clientId, task_id: taskB, data: { tool: "gh" } },
+        // Agent B's token, but agent A as the actor.
+        {
+          kind: "tool_call.allowed",
+          actor: agentA.clientId,
+          task_id: taskB,
+          jti: jtiB,
+          data: { tool: "gh" },
+        },
+        // A token writ never issued.
+        { kind: "tool_call.denied", actor: agentB.clientId, task_id: taskB, jti: "no-such-jti", data: {} },
+      ];
+      const { seqs } = await client.call<{ seqs: number[] }>("POST", "/v1/decisions", { events: forged });
+
+      const rejected = await auditEvents(broker.admin, "gateway_event.rejected");
+      for (const seq of seqs) {
+        const event = rejected.find((candidate) => candidate.seq === seq);
+        assert.ok(event !== undefined, `event ${seq} was not recorded as rejected`);
+        assert.equal(event.actor, gateways[1]?.spiffeId);
+        assert.equal(event.task_id, null);
+      }
+      const allowed = await auditEvents(broker.admin, "tool_call.allowed");
+      assert.deepEqual(
+        allowed.filter((event) => seqs.includes(event.seq)),
+        [],
+      );
+    });
+
+    test("decision event of a real token accepted", async () => {
+      const client = await AdminClient.connect({
+        issuer: installation.issuer,
+        key: await readKeyFile(gateways[1]?.keyFile ?? ""),
+      });
+      const event = {
+        kind: "tool_call.allowed",
+        actor: agentB.clientId,
+        task_id: taskB,
+        jti: decodeJwt(tokenB.accessToken).jti,
+        data: { tool: "gh", decision_id: "c1d2e3f4-0000-4000-8000-000000000001" },
+      };
+      const { seqs } = await client.call<{ seqs: number[] }>("POST", "/v1/decisions", { events: [event] });
+      const allowed = await auditEvents(broker.admin, "tool_call.allowed");
+      assert.equal(
+        allowed.find((candidate) => candidate.seq === seqs[0])?.data.gateway,
+        gateways[1]?.spiffeId,
+      );
     });
 
     test("assigned gateway gets its credential", async () => {
