@@ -154,3 +154,29 @@ function fromRow(row: GatewaysTable): RegisteredGateway {
     status: row.status as RegisteredGateway["status"],
   };
 }
+
+/**
+ * Enables or disables a gateway. A disabled gateway gets no new token, and its tokens stop working at
+ * the broker at once: it can no longer fetch credentials, ask for decisions, introspect, read the
+ * revocation feed anew or ship audit events. Throws `not_found` for an unknown name.
+ */
+export async function setGatewayStatus(
+  context: BrokerContext,
+  actor: string,
+  name: string,
+  status: RegisteredGateway["status"],
+): Promise<RegisteredGateway> {
+  const gateway = await getGateway(context, name);
+  if (gateway === undefined) throw new WritError("not_found", `no gateway named "${name}"`);
+  await context.audit.append(
+    {
+      kind: status === "active" ? "gateway.enabled" : "gateway.disabled",
+      actor,
+      data: { gateway: gateway.spiffe_id },
+    },
+    async (trx) => {
+      await trx.updateTable("gateways").set({ status }).where("name", "=", name).execute();
+    },
+  );
+  return { ...gateway, status };
+}

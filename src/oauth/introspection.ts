@@ -6,6 +6,8 @@ import { getTask, isTaskLive } from "../tasks/tasks.js";
 import { verifyAccessToken, type AccessTokenClaims } from "../tokens/access-token.js";
 import { authenticateCaller, mayReadTokenState } from "./caller.js";
 import { required, single, type FormParams } from "./params.js";
+import { getGatewayBySpiffeId } from "../identity/gateways.js";
+import { parseSpiffeId } from "../identity/spiffe.js";
 
 /** An introspection response (RFC 7662 section 2.2). */
 export type IntrospectionResponse =
@@ -90,5 +92,9 @@ export async function isTokenLive(context: BrokerContext, claims: AccessTokenCla
   }
   const agent = await getAgentBySpiffeId(context, claims.sub);
   if (agent !== undefined && agent.status !== "active") return false;
+  if (parseSpiffeId(claims.sub)?.path[0] === "gateway") {
+    const gateway = await getGatewayBySpiffeId(context, claims.sub);
+    if (gateway?.status !== "active") return false;
+  }
   return true;
 }

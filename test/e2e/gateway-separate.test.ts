@@ -368,6 +368,37 @@ describe("separate gateway processes", () => {
       );
     });
 
+    test("disabled gateway loses its access", async () => {
+      const keyFile = join(root, "edge-off-key.json");
+      await addGateway(installation, "edge-off", keyFile);
+      const key = await readKeyFile(keyFile);
+      const client = await AdminClient.connect({ issuer: installation.issuer, key });
+      assert.equal((await client.open("GET", "/v1/revocations", undefined, "text/event-stream")).status, 200);
+      const setStatus = (verb: string) =>
+        runWritJson<{ status: string }>([
+          "--data",
+          installation.dataDir,
+          "--admin-key",
+          installation.adminKeyFile,
+          "gateway",
+          verb,
+          "edge-off",
+        ]);
+
+      assert.equal((await setStatus("disable")).status, "disabled");
+      const refused = await client.open("GET", "/v1/tools");
+      assert.equal(refused.status, 401);
+      // A new client needs a new token, which the token endpoint refuses.
+      const fresh = await AdminClient.connect({ issuer: installation.issuer, key });
+      await assert.rejects(fresh.call("GET", "/v1/tools"));
+
+      assert.equal((await setStatus("enable")).status, "active");
+      const again = await AdminClient.connect({ issuer: installation.issuer, key });
+      assert.equal((await again.open("GET", "/v1/tools")).status, 200);
+      const disabled = await auditEvents(broker.admin, "gateway.disabled");
+      assert.equal(disabled.at(-1)?.data.gateway, key.clientId);
+    });
+
     test("assigned gateway gets its credential", async () => {
       const client = await AdminClient.connect({
         issuer: installation.issuer,

@@ -10,7 +10,7 @@ import { emit, table } from "../output.js";
 import { fail, run } from "../run.js";
 import { dataDirectory, type GlobalOptions } from "../target.js";
 
-/** Registers `writ gateway` (run a separate gateway) and `writ gateway add|list`. */
+/** Registers `writ gateway` (run a separate gateway) and `writ gateway add|disable|enable|list`. */
 export function registerGatewayCommands(program: Command): void {
   const gateway = program
     .command("gateway")
@@ -98,6 +98,24 @@ export function registerGatewayCommands(program: Command): void {
         ]);
       }),
     );
+
+  for (const [verb, description] of [
+    ["disable", "disable a gateway: its tokens stop working at the broker, and it gets no new one"],
+    ["enable", "enable a disabled gateway again"],
+  ] as const) {
+    gateway
+      .command(`${verb} <name>`)
+      .description(description)
+      .action((name: string) =>
+        run(program, async (target, options) => {
+          const changed = await target.client.call<RegisteredGateway>(
+            "POST",
+            `/v1/gateways/${encodeURIComponent(name)}/${verb}`,
+          );
+          emit(options, changed, () => [`gateway ${changed.name} ${changed.status}`]);
+        }),
+      );
+  }
 
   gateway
     .command("list")

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { JWK } from "jose";
 import type { BrokerContext } from "../../broker/context.js";
 import { WritError } from "../../errors/writ-error.js";
-import { addGateway, getGatewayBySpiffeId, listGateways } from "../../identity/gateways.js";
+import { addGateway, getGatewayBySpiffeId, listGateways, setGatewayStatus } from "../../identity/gateways.js";
 import { readSecret } from "../../secrets/secrets.js";
 import type { HttpToolConfig } from "../../tools/http-config.js";
 import { getTool } from "../../tools/registry.js";
@@ -29,6 +29,16 @@ export function registerGatewayRoutes(app: FastifyInstance, context: BrokerConte
   apiRoute(app, context, "GET", "/v1/gateways", ["admin", "auditor"], async () => ({
     gateways: await listGateways(context),
   }));
+
+  for (const [verb, status] of [
+    ["disable", "disabled"],
+    ["enable", "active"],
+  ] as const) {
+    apiRoute(app, context, "POST", `/v1/gateways/:name/${verb}`, ["admin"], async (caller, request) => {
+      const { name } = request.params as { name: string };
+      return setGatewayStatus(context, caller.id, name, status);
+    });
+  }
 
   // A separate gateway ships the decisions it already made durable in its local spool.
   apiRoute(app, context, "POST", "/v1/decisions", ["gateway"], async (caller, request) => {
