@@ -360,10 +360,19 @@ describe("separate gateway processes", () => {
         jti: decodeJwt(tokenB.accessToken).jti,
         data: { tool: "gh", decision_id: "c1d2e3f4-0000-4000-8000-000000000001" },
       };
-      const { seqs } = await client.call<{ seqs: number[] }>("POST", "/v1/decisions", { events: [event] });
+      // A call held for approval at a separate gateway is shipped the same way.
+      const held = { ...event, kind: "tool_call.held" };
+      const { seqs } = await client.call<{ seqs: number[] }>("POST", "/v1/decisions", {
+        events: [event, held],
+      });
       const allowed = await auditEvents(broker.admin, "tool_call.allowed");
       assert.equal(
         allowed.find((candidate) => candidate.seq === seqs[0])?.data.gateway,
+        gateways[1]?.spiffeId,
+      );
+      const heldEvents = await auditEvents(broker.admin, "tool_call.held");
+      assert.equal(
+        heldEvents.find((candidate) => candidate.seq === seqs[1])?.data.gateway,
         gateways[1]?.spiffeId,
       );
     });

@@ -49,10 +49,10 @@ export function registerGatewayRoutes(app: FastifyInstance, context: BrokerConte
     const inputs = body.events.map((entry: unknown): SubmittedDecision => {
       const event = (typeof entry === "object" && entry !== null ? entry : {}) as Record<string, unknown>;
       const kind = typeof event.kind === "string" ? event.kind : "";
-      if (!/^tool_call\.(allowed|denied|failed)$/.test(kind)) {
+      if (!/^tool_call\.(allowed|denied|held|failed)$/.test(kind)) {
         throw new WritError(
           "invalid_request",
-          `a gateway records only tool_call.allowed, tool_call.denied and tool_call.failed, not "${kind}"`,
+          `a gateway records only tool_call.allowed, denied, held and failed events, not "${kind}"`,
         );
       }
       if (typeof event.actor !== "string")
@@ -142,10 +142,10 @@ interface SubmittedDecision {
 
 /**
  * Returns why a decision event could not come from a real decision of the gateway `gatewayName`, or
- * undefined when it could. An event without a token is anonymous. An event with one names a token
- * writ issued, its task, and an identity of that token. An allowed or failed call names a tool the
- * gateway serves: an HTTP tool assigned to it, or an MCP tool, with the token's audience. A denial
- * may name any tool, since a gateway records requests for tools it does not know.
+ * undefined when it could. An event without a token is an anonymous denial. An event with one names
+ * a token writ issued, its task, and an identity of that token. An allowed, held or failed call
+ * names a tool the gateway serves: an HTTP tool assigned to it, or an MCP tool, with the token's
+ * audience. A denial may name any tool, since a gateway records requests for tools it does not know.
  */
 async function decisionEventProblem(
   context: BrokerContext,
