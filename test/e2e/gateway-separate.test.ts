@@ -153,6 +153,21 @@ describe("separate gateway processes", () => {
   let tokenA: AgentToken;
   let tokenB: AgentToken;
 
+  /** Registers an HTTP tool `name` with one action, `read` (`GET /repos/**`), assigned to `assigned`. */
+  async function addReadTool(name: string, assigned: string[]): Promise<void> {
+    await broker.admin.call("POST", "/v1/tools", {
+      name,
+      kind: "http",
+      environment: "prod",
+      actions: [{ name: "read", spec: "GET /repos/**" }],
+      config: {
+        upstream: upstream.url,
+        inject: ["header:Authorization=Bearer ${secret:gh-token}"],
+        gateways: assigned,
+      },
+    });
+  }
+
   before(async () => {
     requireBuiltCli();
     root = await mkdtemp(join(tmpdir(), "writ-gateway-separate-"));
@@ -172,17 +187,7 @@ describe("separate gateway processes", () => {
       registered.push({ name, keyFile, spiffeId: await addGateway(installation, name, keyFile) });
     }
     await broker.admin.call("POST", "/v1/secrets/gh-token", { value: upstreamBearer });
-    await broker.admin.call("POST", "/v1/tools", {
-      name: "gh",
-      kind: "http",
-      environment: "prod",
-      actions: [{ name: "read", spec: "GET /repos/**" }],
-      config: {
-        upstream: upstream.url,
-        inject: ["header:Authorization=Bearer ${secret:gh-token}"],
-        gateways: ["edge-1", "edge-2"],
-      },
-    });
+    await addReadTool("gh", ["edge-1", "edge-2"]);
 
     for (const identity of registered) {
       const port = await freePort();
@@ -454,17 +459,7 @@ describe("separate gateway processes", () => {
     });
 
     test("tool of another gateway not served", async () => {
-      await broker.admin.call("POST", "/v1/tools", {
-        name: "gh-edge-2",
-        kind: "http",
-        environment: "prod",
-        actions: [{ name: "read", spec: "GET /repos/**" }],
-        config: {
-          upstream: upstream.url,
-          inject: ["header:Authorization=Bearer ${secret:gh-token}"],
-          gateways: ["edge-2"],
-        },
-      });
+      await addReadTool("gh-edge-2", ["edge-2"]);
       const task = await startTask(broker, "agent-b", ["gh-edge-2:read"]);
       const token = await requestTaskToken(as, agentB, task.id);
       const [edge1, edge2] = gateways;
