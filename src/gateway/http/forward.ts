@@ -20,7 +20,8 @@ const hopByHop = new Set([
  * Request fields the agent may not pass upstream. These are its own credentials, and forwarding and
  * client-address claims that a client could forge. Some upstream frameworks honour method and path
  * overrides, which would change what was authorised. The decision id is the gateway's to set.
- * `expect` is answered by the gateway's HTTP server, and undici rejects a request that carries it.
+ * `expect` is handled by the gateway's HTTP server, which sends `100 Continue` itself, and undici
+ * rejects a request that carries it.
  */
 const strippedFromAgent = new Set([
   "authorization",
@@ -78,7 +79,7 @@ const wholeBodyMaxBytes = 64 * 1024;
 export class Forwarder {
   private readonly agent = new Agent({ keepAliveTimeout: 10_000, connections: 128 });
 
-  async forward(upstream: UpstreamRequest, secretValues: readonly string[]): Promise<UpstreamResponse> {
+  async forward(upstream: UpstreamRequest, echoForms: readonly string[]): Promise<UpstreamResponse> {
     const headers = upstreamHeaders(upstream.headers, upstream.injected);
     const declaredLength = Number(upstream.headers["content-length"] ?? 0);
     if (declaredLength > upstream.maxBodyBytes) {
@@ -99,7 +100,7 @@ export class Forwarder {
       if (isWritError(error)) throw error;
       throw upstreamFailure(error);
     }
-    const passed = responseHeaders(response.headers, secretValues);
+    const passed = responseHeaders(response.headers, echoForms);
     const declared = Number(response.headers["content-length"] ?? Number.NaN);
     if (Number.isInteger(declared) && declared <= Math.min(wholeBodyMaxBytes, upstream.maxBodyBytes)) {
       // undici reads exactly the declared length, and fails the read when the connection ends first.
@@ -156,13 +157,15 @@ export function upstreamHeaders(
   return { ...headers, ...injected };
 }
 
-/** Filters the upstream's response fields: hop-by-hop ones, and any that echo an injected secret. */
+/**
+ * Filters the upstream's response fields: hop-by-hop ones, and any that echo an injected secret.
+ * `echoForms` are the secrets' wire forms, lowercased and not empty (see `Injection.echoForms`).
+ */
 export function responseHeaders(
   incoming: IncomingHttpHeaders,
-  secretValues: readonly string[],
+  echoForms: readonly string[],
 ): Record<string, string | string[]> {
   const named = connectionTokens(incoming.connection);
-  const lowered = secretValues.filter((secret) => secret.length > 0).map((secret) => secret.toLowerCase());
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined) continue;
@@ -171,7 +174,7 @@ export function responseHeaders(
     // Compared without case, since an upstream may echo a value in other case. Base64 forms then
     // match more than they should, which removes a header too many rather than one too few.
     const values = (Array.isArray(value) ? value : [value]).map((text) => text.toLowerCase());
-    if (values.some((text) => lowered.some((secret) => text.includes(secret)))) continue;
+    if (values.some((text) => echoForms.some((form) => text.includes(form)))) continue;
     headers[lower] = value;
   }
   return headers;

@@ -1,21 +1,32 @@
 import { renderTemplate, type HttpToolConfig } from "../../tools/http-config.js";
 import type { GatewayBackend } from "../backend.js";
 
-/** The credentials an allowed request carries upstream. Values are secrets: never log them. */
+/**
+ * The credentials an allowed request carries upstream. Values are secrets: never log them. One
+ * Injection is shared by every request of a tool while its secrets stay the same, so callers must
+ * not change it.
+ */
 export interface Injection {
   /** Header fields to set, lowercased names. */
   headers: Record<string, string>;
   /** Query parameters to set, replacing any the client sent under the same name. */
   query: [string, string][];
   /**
-   * Every form an injected value can take on the wire: raw, percent-encoded, form-encoded, and the
-   * base64 of each Basic credential. The base64 and base64url of each secret and injected header
-   * value are added too. A response header that echoes any of them is removed.
+   * Every form an injected value can take on the wire, lowercased: raw, percent-encoded,
+   * form-encoded, and the base64 of each Basic credential. The base64 and base64url of each secret
+   * and injected header value are added too. A response header that echoes any of them is removed.
    */
   echoForms: string[];
 }
 
-/** Renders a tool's injection rules with its secrets, fetched through the backend. */
+/** The last injection rendered for a tool's settings, and the secret values it was rendered with. */
+const rendered = new WeakMap<HttpToolConfig, { secrets: string[]; injection: Injection }>();
+
+/**
+ * Renders a tool's injection rules with its secrets, fetched through the backend. The result is
+ * reused while the tool's settings object and its secret values stay the same, so the encoded forms
+ * are not computed again for every request.
+ */
 export async function renderInjection(
   backend: GatewayBackend,
   toolName: string,
@@ -27,7 +38,16 @@ export async function renderInjection(
       if (!values.has(name)) values.set(name, await backend.secret(toolName, name));
     }
   }
+  const secrets = [...values.values()];
+  const cached = rendered.get(config);
+  if (cached !== undefined && sameValues(cached.secrets, secrets)) return cached.injection;
+  const injection = buildInjection(config, values);
+  rendered.set(config, { secrets, injection });
+  return injection;
+}
 
+/** Renders the rules of `config` with the secret `values`, by name. */
+function buildInjection(config: HttpToolConfig, values: ReadonlyMap<string, string>): Injection {
   const injection: Injection = { headers: {}, query: [], echoForms: [] };
   const forms = new Set<string>();
   for (const value of values.values()) {
@@ -49,8 +69,12 @@ export async function renderInjection(
     }
     if (rule.location === "query") injection.query.push([rule.name, value]);
   }
-  injection.echoForms = [...forms];
+  injection.echoForms = [...forms].filter((form) => form !== "").map((form) => form.toLowerCase());
   return injection;
+}
+
+function sameValues(left: readonly string[], right: readonly string[]): boolean {
+  return left.length === right.length && left.every((value, index) => value === right[index]);
 }
 
 /** Adds the base64 and base64url encodings of `value`, without padding, to `forms`. */
