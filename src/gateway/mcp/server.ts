@@ -148,6 +148,15 @@ export function buildMcpServer(
       rejectIfRevoked(dependencies.backend.revocations, caller.claims);
     } catch (error) {
       const detail = isWritError(error) ? error.detail : undefined;
+      dependencies.log.info(
+        {
+          [logFields.decisionId]: outcome.decisionId,
+          [logFields.taskId]: caller.claims.task_id,
+          [logFields.jti]: caller.claims.jti,
+          err: error,
+        },
+        "allowed MCP message not relayed: its token was revoked meanwhile",
+      );
       outcome.reason = `the token was revoked before the message was relayed: ${detail ?? "revoked"}`;
       await record("failed");
       throw new McpError(mcpErrorCodes.denied, "the access token was revoked", {
