@@ -27,6 +27,7 @@ import {
 } from "../support/agent-client.js";
 import {
   callTool,
+  registerReadTool,
   startRecordingUpstream,
   type RecordingUpstream,
   type ToolResponse,
@@ -128,17 +129,7 @@ describe("separate gateway during a broker outage", () => {
     lateKeyFile = join(root, "edge-late-key.json");
     await addGateway(installation, "edge-late", lateKeyFile);
     await broker.admin.call("POST", "/v1/secrets/gh-token", { value: upstreamBearer });
-    await broker.admin.call("POST", "/v1/tools", {
-      name: "gh",
-      kind: "http",
-      environment: "prod",
-      actions: [{ name: "read", spec: "GET /repos/**" }],
-      config: {
-        upstream: upstream.url,
-        inject: ["header:Authorization=Bearer ${secret:gh-token}"],
-        gateways: ["edge-1", "edge-late"],
-      },
-    });
+    await registerReadTool(broker.admin, "gh", upstream.url, ["edge-1", "edge-late"]);
 
     const port = await freePort();
     gatewayDataDir = join(root, "edge-1");

@@ -28,6 +28,7 @@ import {
 import {
   callTool,
   signResourceProof,
+  registerReadTool,
   startRecordingUpstream,
   type RecordingUpstream,
   type ToolResponse,
@@ -153,21 +154,6 @@ describe("separate gateway processes", () => {
   let tokenA: AgentToken;
   let tokenB: AgentToken;
 
-  /** Registers an HTTP tool `name` with one action, `read` (`GET /repos/**`), assigned to `assigned`. */
-  async function addReadTool(name: string, assigned: string[]): Promise<void> {
-    await broker.admin.call("POST", "/v1/tools", {
-      name,
-      kind: "http",
-      environment: "prod",
-      actions: [{ name: "read", spec: "GET /repos/**" }],
-      config: {
-        upstream: upstream.url,
-        inject: ["header:Authorization=Bearer ${secret:gh-token}"],
-        gateways: assigned,
-      },
-    });
-  }
-
   before(async () => {
     requireBuiltCli();
     root = await mkdtemp(join(tmpdir(), "writ-gateway-separate-"));
@@ -187,7 +173,7 @@ describe("separate gateway processes", () => {
       registered.push({ name, keyFile, spiffeId: await addGateway(installation, name, keyFile) });
     }
     await broker.admin.call("POST", "/v1/secrets/gh-token", { value: upstreamBearer });
-    await addReadTool("gh", ["edge-1", "edge-2"]);
+    await registerReadTool(broker.admin, "gh", upstream.url, ["edge-1", "edge-2"]);
 
     for (const identity of registered) {
       const port = await freePort();
@@ -400,8 +386,8 @@ describe("separate gateway processes", () => {
         ]);
 
       assert.equal((await setStatus("disable")).status, "disabled");
-      const refused = await client.open("GET", "/v1/tools");
-      assert.equal(refused.status, 401);
+      const rejected = await client.open("GET", "/v1/tools");
+      assert.equal(rejected.status, 401);
       // A new client needs a new token, which the token endpoint refuses.
       const fresh = await AdminClient.connect({ issuer: installation.issuer, key });
       await assert.rejects(fresh.call("GET", "/v1/tools"));
@@ -442,28 +428,21 @@ describe("separate gateway processes", () => {
 
   describe("assignment", () => {
     test("gateway add stores public URL", async () => {
-      const added = await runWritJson<{ public_url: string | null }>([
-        "--data",
-        installation.dataDir,
-        "--admin-key",
-        installation.adminKeyFile,
-        "gateway",
-        "add",
-        "edge-url",
-        "--key-out",
-        join(root, "edge-url-key.json"),
-        "--public-url",
-        "https://edge.example.org",
-      ]);
-      assert.equal(added.public_url, "https://edge.example.org");
+      await addGateway(installation, "edge-url", join(root, "edge-url-key.json"), "https://edge.example.org");
+      const { gateways: registered } = await broker.admin.call<{
+        gateways: { name: string; public_url: string | null }[];
+      }>("GET", "/v1/gateways");
+      const stored = registered.find((gateway) => gateway.name === "edge-url");
+      assert.equal(stored?.public_url, "https://edge.example.org");
     });
 
     test("tool of another gateway not served", async () => {
-      await addReadTool("gh-edge-2", ["edge-2"]);
+      await registerReadTool(broker.admin, "gh-edge-2", upstream.url, ["edge-2"]);
       const task = await startTask(broker, "agent-b", ["gh-edge-2:read"]);
       const token = await requestTaskToken(as, agentB, task.id);
       const [edge1, edge2] = gateways;
-      assert.ok(edge1 !== undefined && edge2 !== undefined, "two gateways run");
+      assert.ok(edge1 !== undefined, "gateway edge-1 runs");
+      assert.ok(edge2 !== undefined, "gateway edge-2 runs");
       upstream.seen.length = 0;
 
       const call = (gateway: RunningGateway) =>
@@ -472,9 +451,9 @@ describe("separate gateway processes", () => {
           token: token.accessToken,
           proofKeys: token.dpopKeys,
         });
-      const refused = await call(edge1);
-      assert.equal(refused.status, 404, refused.text);
-      assert.equal(refused.json().error, "not_found");
+      const notFound = await call(edge1);
+      assert.equal(notFound.status, 404, notFound.text);
+      assert.equal(notFound.json().error, "not_found");
       assert.deepEqual(upstream.seen, []);
       const served = await call(edge2);
       assert.equal(served.status, 200, served.text);

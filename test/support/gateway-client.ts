@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import { SignJWT, exportJWK } from "jose";
 import type { CryptoKeyPair } from "oauth4webapi";
 import { Client } from "undici";
+import type { AdminClient } from "../../src/cli/admin-client.js";
 
 /** One request as the upstream received it. */
 export interface SeenRequest {
@@ -201,4 +202,27 @@ export async function callTool(issuer: string, call: ToolCall): Promise<ToolResp
   } finally {
     await client.close();
   }
+}
+
+/**
+ * Registers HTTP tool `name` with one action, `read` (`GET /repos/**`), forwarding to `upstreamUrl`
+ * with the secret `gh-token` as a bearer credential, and assigned to the gateways `assigned`.
+ */
+export async function registerReadTool(
+  admin: AdminClient,
+  name: string,
+  upstreamUrl: string,
+  assigned: string[],
+): Promise<void> {
+  await admin.call("POST", "/v1/tools", {
+    name,
+    kind: "http",
+    environment: "prod",
+    actions: [{ name: "read", spec: "GET /repos/**" }],
+    config: {
+      upstream: upstreamUrl,
+      inject: ["header:Authorization=Bearer ${secret:gh-token}"],
+      gateways: assigned,
+    },
+  });
 }

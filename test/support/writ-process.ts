@@ -161,11 +161,15 @@ export async function connectAdmin(installation: BrokerInstallation): Promise<Ad
   });
 }
 
-/** Registers a gateway with `writ gateway add` against the running server; returns its SPIFFE ID. */
+/**
+ * Registers a gateway with `writ gateway add` against the running server, with `--public-url` when
+ * `publicUrl` is given; returns its SPIFFE ID.
+ */
 export async function addGateway(
   installation: BrokerInstallation,
   name: string,
   keyFile: string,
+  publicUrl?: string,
 ): Promise<string> {
   const added = await runWritJson<{ spiffe_id: string }>([
     "--data",
@@ -177,6 +181,7 @@ export async function addGateway(
     name,
     "--key-out",
     keyFile,
+    ...(publicUrl === undefined ? [] : ["--public-url", publicUrl]),
   ]);
   return added.spiffe_id;
 }
