@@ -6,9 +6,9 @@
  * Per request, in a `node:http` server:
  * 1. The access token's claims come from a map keyed by the token text, as writ's come from its cache
  *    of verified tokens. The token's signature is not checked, because writ checks it once per token.
- * 2. The DPoP proof is verified with jose (`jwtVerify` against the proof's key, imported once and
- *    cached by thumbprint), with its `typ`, `htm`, `htu`, `iat` window, `ath` and a replay check of
- *    `jti`, and its key's thumbprint is compared with the token's `cnf.jkt`.
+ * 2. The DPoP proof is verified with jose's `jwtVerify` against the proof's key, which is imported
+ *    once and cached by thumbprint. Its `typ`, `htm`, `htu`, `iat` window and `ath` are checked,
+ *    its `jti` must be new, and its key's thumbprint must equal the token's `cnf.jkt`.
  * 3. Cedar decides with writ's shipped policies and schema through writ's `PolicyEngine`, with the
  *    context the gateway passes.
  * 4. The decision is written to SQLite (WAL, `synchronous = FULL`). Decisions of one turn of the event

@@ -16,7 +16,7 @@ interface Shape {
   quoted: string[];
 }
 
-/** Shapes by their member names joined with NUL; starts over at `maxShapes` to bound its memory. */
+/** Shapes by their member names joined with NUL. It starts over at `maxShapes` to bound its memory. */
 const shapes = new Map<string, Shape>();
 const maxShapes = 1000;
 

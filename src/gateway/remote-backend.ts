@@ -50,8 +50,8 @@ export async function createRemoteBackend(options: RemoteBackendOptions): Promis
   const keys = new Map<string, VerificationKey>();
   let keysFetchedAtMs = -Infinity;
   const tools = new Map<string, { tool: Tool | undefined; atMs: number }>();
-  // An HTTP tool is served only by the gateways it is assigned to, which alone may fetch its secrets,
-  // so to this gateway any other is unknown and its requests get 404 before anything is decided.
+  // An HTTP tool is served only by the gateways it is assigned to, which alone may fetch its secrets.
+  // Any other HTTP tool is unknown here, so its requests get 404 before anything is decided.
   const servedHere = (tool: Tool): Tool | undefined => {
     if (tool.kind !== "http") return tool;
     const assigned = (tool.config as { gateways?: unknown }).gateways;

@@ -167,7 +167,11 @@ export async function setGatewayStatus(
   status: RegisteredGateway["status"],
 ): Promise<RegisteredGateway> {
   const gateway = await getGateway(context, name);
-  if (gateway === undefined) throw new WritError("not_found", `no gateway named "${name}"`);
+  if (gateway === undefined)
+    throw new WritError(
+      "not_found",
+      `no gateway named "${name}": writ gateway list shows the registered ones`,
+    );
   await context.audit.append(
     {
       kind: status === "active" ? "gateway.enabled" : "gateway.disabled",

@@ -25,13 +25,13 @@ const pathCharacters = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
 const unreserved = /^[A-Za-z0-9\-._~]$/;
 
 /**
- * Normalises the path a request names under a tool, once, before matching: it rejects encoded `/`,
+ * Normalises the path a request names under a tool, once, before matching. It rejects encoded `/`,
  * `\` and NUL, double encoding, backslashes, `;` parameters, `#` and any character RFC 3986 does
- * not allow unencoded in a path; decodes only percent-encoded unreserved characters (other escapes
- * keep their encoding, in uppercase hex); resolves `.` and `..` segments; collapses repeated
- * slashes; and, for a case-insensitive tool, lowercases. A `..` that
- * would climb above the tool's root is rejected rather than clamped. The result is both what is
- * authorised and what is forwarded.
+ * not allow unencoded in a path. It decodes only percent-encoded unreserved characters, and other
+ * escapes keep their encoding in uppercase hex. It resolves `.` and `..` segments, collapses
+ * repeated slashes and, for a case-insensitive tool, lowercases. A `..` that would climb above the
+ * tool's root is rejected rather than clamped. The result is both what is authorised and what is
+ * forwarded.
  */
 export function normalisePath(raw: string, options: { caseSensitive: boolean }): NormalisedPath {
   if (raw.includes("\\")) return { ok: false, problem: "backslash" };

@@ -115,8 +115,8 @@ async function handle(
 
 /**
  * Returns a request target in origin form. An absolute-form target (RFC 9112 section 3.2.2), which a
- * server must accept, loses its scheme and authority; the rest is kept byte for byte. writ builds
- * every URL it checks from its public URL, so the authority is not used.
+ * server must accept, loses its scheme and authority, and the rest is kept byte for byte. writ
+ * builds every URL it checks from its public URL, so the authority is not used.
  */
 export function originForm(target: string): string {
   if (target.startsWith("/")) return target;
